@@ -1,0 +1,30 @@
+"""User-facing errors: one line a person can act on; tracebacks go to the log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SefaError(Exception):
+    """Base of every error SeFa Studio shows to a user as a single line."""
+
+
+class LayerSpecError(SefaError, ValueError):
+    """A layer spec such as ``"2,4,6-8"`` that cannot be resolved."""
+
+
+class CheckpointError(SefaError):
+    """A checkpoint file that cannot be loaded safely; the message names the file."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(SefaError):
+    """An invalid ``config.yaml``; the message names the key and what was expected."""
+
+
+class CodeFileError(SefaError):
+    """A latent-code file (``.npy``) that does not fit the model."""

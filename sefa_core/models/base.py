@@ -1,0 +1,191 @@
+"""The one ``Generator`` interface every architecture implements.
+
+Nothing upstream of ``sefa_core.models`` knows which architecture it holds: the factorization,
+the editor, the renderer, the CLI and the app only use what is declared here.
+
+Two edit spaces exist:
+- ``"z"``  (DCGAN, PGGAN, BigGAN): codes are (N, latent_dim); an edit moves the whole code.
+- ``"w+"`` (StyleGAN family): codes are (N, num_layers, w_dim); an edit moves the chosen rows only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from sefa_core.layers import parse_layers
+
+EditSpace = Literal["z", "w+"]
+DEFAULT_TRUNC_PSI = 1.0
+_SYNTAX_ONLY_LAYERS = 1_000_000
+
+
+class Generator(nn.Module, ABC):
+    """A pretrained generator seen through SeFa: factorizable affine layers, codes, images.
+
+    Subclasses set ``architecture`` and ``edit_space`` and implement ``layer_weight``,
+    ``_to_edit_space`` and ``_synthesize``. Hyperparameters are inferred from checkpoint
+    tensors by the format loaders, never typed in by a user.
+    """
+
+    architecture: ClassVar[str]
+    edit_space: ClassVar[EditSpace]
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int,
+        direction_dim: int,
+        resolution: int,
+        num_layers: int,
+        layer_names: Sequence[str],
+    ) -> None:
+        super().__init__()
+        assert latent_dim > 0 and direction_dim > 0 and resolution > 0, "sizes must be positive"
+        assert num_layers >= 1 and len(layer_names) >= 1, "a generator has at least one layer"
+        if self.edit_space == "z":
+            assert num_layers == 1, "z-space generators have a single edit-space row"
+        self.latent_dim = latent_dim  # size of z, what sampling draws
+        self.direction_dim = direction_dim  # size of one edit-space row: z for "z", w for "w+"
+        self.resolution = resolution
+        self.num_layers = num_layers  # W+ rows, or 1
+        self.layer_names = tuple(layer_names)  # the factorizable layers, in index order
+        self.num_classes = 0  # > 0 for class-conditional models (BigGAN)
+        self.class_names: tuple[str, ...] = ()
+        self.digest = ""  # sha256 of the checkpoint file; set by the loader
+        self.source_format = ""  # e.g. "genforce .pth"; set by the loader
+        self.source_path = ""
+        self.factorization_cache: dict[tuple, Any] = {}  # (digest, layers, normalize) -> Semantics
+
+    # ---- what SeFa factorizes -------------------------------------------------------------
+    @abstractmethod
+    def layer_weight(self, index: int) -> torch.Tensor:
+        """The affine matrix A of factorizable layer ``index``: (out_features, direction_dim).
+
+        Rows are output units; SeFa normalises them, so a per-layer scalar gain does not matter.
+        """
+
+    def resolve_layers(self, spec: str) -> tuple[int, ...]:
+        """Layer spec -> factorizable layer indices.
+
+        A model with one factorizable layer (DCGAN, PGGAN) uses it whatever the spec, as the
+        reference does, but the spec's syntax is still checked.
+        """
+        if len(self.layer_names) == 1:
+            parse_layers(spec, _SYNTAX_ONLY_LAYERS)
+            return (0,)
+        return parse_layers(spec, len(self.layer_names))
+
+    def layer_presets(self) -> dict[str, str]:
+        """Named layer specs for pickers; models may override with architecture-aware ones."""
+        return {"all": "all"}
+
+    # ---- codes ----------------------------------------------------------------------------
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """Shape of one edit-space code (without the batch axis)."""
+        if self.edit_space == "z":
+            return (self.direction_dim,)
+        return (self.num_layers, self.direction_dim)
+
+    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
+        """Seeded z, (n, latent_dim): ``RandomState(seed).randn`` as the reference scripts do."""
+        z = np.random.RandomState(seed).randn(n, self.latent_dim).astype(np.float32)
+        return torch.from_numpy(z)
+
+    def sample(
+        self,
+        n: int,
+        seed: int,
+        trunc_psi: float = DEFAULT_TRUNC_PSI,
+        trunc_layers: int | None = None,
+    ) -> torch.Tensor:
+        """``n`` seeded edit-space codes, truncated as the model's reference does."""
+        return self.to_edit_space(self.sample_latents(n, seed), trunc_psi, trunc_layers)
+
+    @torch.inference_mode()
+    def to_edit_space(
+        self,
+        z: torch.Tensor,
+        trunc_psi: float = DEFAULT_TRUNC_PSI,
+        trunc_layers: int | None = None,
+    ) -> torch.Tensor:
+        """z (N, latent_dim) -> edit-space codes, (N, *code_shape), on the model's device.
+
+        ``trunc_layers=None`` truncates every W+ row; ignored by models without truncation.
+        """
+        z = torch.as_tensor(z, dtype=torch.float32)
+        assert z.ndim == 2 and z.shape[1] == self.latent_dim, (
+            f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}"
+        )
+        codes = self._to_edit_space(z.to(self.device), float(trunc_psi), trunc_layers)
+        assert tuple(codes.shape[1:]) == self.code_shape, "edit-space codes have the wrong shape"
+        return codes
+
+    @torch.inference_mode()
+    def synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
+        """Edit-space codes (N, *code_shape) -> images (N, 3, H, W), roughly in [-1, 1].
+
+        The raw output, neither clamped nor post-processed. Class-conditional models read
+        ``conditioning`` (e.g. ``classes=``, ``truncation=``); others ignore it.
+        """
+        codes = torch.as_tensor(codes, dtype=torch.float32)
+        assert tuple(codes.shape[1:]) == self.code_shape, (
+            f"codes must be (N, {', '.join(map(str, self.code_shape))}), got {tuple(codes.shape)}"
+        )
+        images = self._synthesize(codes.to(self.device), **conditioning)
+        assert images.ndim == 4 and images.shape[1] == 3, "images must be (N, 3, H, W)"
+        return images
+
+    @abstractmethod
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None
+    ) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor: ...
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        tensor = next(self.parameters(), None)
+        if tensor is None:
+            tensor = next(self.buffers())
+        return tensor.device
+
+    def describe(self) -> dict[str, Any]:
+        """The inferred architecture, for ``sefa models`` and the Models page."""
+        return {
+            "architecture": self.architecture,
+            "format": self.source_format,
+            "resolution": self.resolution,
+            "latent_dim": self.latent_dim,
+            "direction_dim": self.direction_dim,
+            "edit_space": self.edit_space,
+            "num_layers": self.num_layers,
+            "factorizable_layers": len(self.layer_names),
+            "num_classes": self.num_classes,
+            "parameters": sum(p.numel() for p in self.parameters()),
+            "digest": self.digest[:16],
+        }
+
+
+def truncate_wplus(
+    wp: torch.Tensor, w_avg: torch.Tensor, trunc_psi: float, trunc_layers: int | None
+) -> torch.Tensor:
+    """StyleGAN truncation: rows ``i < trunc_layers`` move toward ``w_avg`` by ``trunc_psi``.
+
+    wp: (N, num_layers, w_dim); w_avg: (w_dim,). ``trunc_layers=None`` means every row.
+    """
+    assert wp.ndim == 3 and w_avg.shape == (wp.shape[2],), "wp (N, L, w_dim), w_avg (w_dim,)"
+    if trunc_psi == 1.0:
+        return wp
+    cutoff = wp.shape[1] if trunc_layers is None else min(int(trunc_layers), wp.shape[1])
+    truncated = wp.clone()
+    truncated[:, :cutoff] = w_avg + (wp[:, :cutoff] - w_avg) * trunc_psi
+    return truncated
