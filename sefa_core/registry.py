@@ -52,7 +52,9 @@ def model_statuses(config: AppConfig | None = None) -> list[ModelStatus]:
     return statuses
 
 
-def resolve_model(name_or_path: str | Path, config: AppConfig | None = None) -> tuple[Path, ModelEntry | None]:
+def resolve_model(
+    name_or_path: str | Path, config: AppConfig | None = None
+) -> tuple[Path, ModelEntry | None]:
     """A config name or a path -> (checkpoint file, config entry or None)."""
     candidate = Path(name_or_path).expanduser()
     if candidate.exists():

@@ -1,16 +1,18 @@
 """One loader per on-disk layout; each turns a safely read checkpoint into a ``Generator``.
 
-``load_checkpoint`` reads the file (see ``container``), then asks each layout in ``LAYOUTS``
-whether it recognises the content; the first that does builds the generator.
+``load_checkpoint`` reads the file (see ``container``), then asks each layout (every module in
+``LAYOUT_MODULES`` exports ``LAYOUTS``) whether it recognises the content; the first that does
+builds the generator.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sefa_core.device import resolve_device
 from sefa_core.errors import CheckpointError, SefaError
@@ -35,8 +37,20 @@ LAYOUT_MODULES = ("dcgan_tutorial", "genforce", "rosinality", "nvidia", "biggan"
 
 def _layouts() -> tuple[Layout, ...]:
     return tuple(
-        importlib.import_module(f"sefa_core.formats.{name}").LAYOUT for name in LAYOUT_MODULES
+        layout
+        for name in LAYOUT_MODULES
+        for layout in importlib.import_module(f"sefa_core.formats.{name}").LAYOUTS
     )
+
+
+def unwrap_state_dict(content: Any, wrapper_keys: Sequence[str]) -> dict[str, Any] | None:
+    """The state dict under the first of ``wrapper_keys`` present, else ``content`` itself if a dict."""
+    if not isinstance(content, dict):
+        return None
+    for key in wrapper_keys:
+        if isinstance(content.get(key), dict):
+            return content[key]
+    return content
 
 
 def checkpoint_file(path: str | Path) -> Path:

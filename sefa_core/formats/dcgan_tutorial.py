@@ -6,28 +6,17 @@ Found as a bare state dict, or under ``netG_state_dict`` (the embedded default m
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from sefa_core.formats import Layout
+from sefa_core.formats import Layout, unwrap_state_dict
 from sefa_core.formats.container import RawCheckpoint
 from sefa_core.models.dcgan import DCGANGenerator
 
 WRAPPER_KEYS = ("netG_state_dict", "netG", "generator", "state_dict")
 
 
-def _state_dict(content: Any) -> dict[str, torch.Tensor] | None:
-    if not isinstance(content, dict):
-        return None
-    for key in WRAPPER_KEYS:
-        if isinstance(content.get(key), dict):
-            return content[key]
-    return content
-
-
 def matches(raw: RawCheckpoint) -> bool:
-    state = _state_dict(raw.content)
+    state = unwrap_state_dict(raw.content, WRAPPER_KEYS)
     if not state:
         return False
     first = state.get("main.0.weight")
@@ -35,7 +24,7 @@ def matches(raw: RawCheckpoint) -> bool:
 
 
 def build(raw: RawCheckpoint) -> DCGANGenerator:
-    state = _state_dict(raw.content)
+    state = unwrap_state_dict(raw.content, WRAPPER_KEYS)
     assert state is not None
     conv_keys = sorted(
         (k for k in state if k.startswith("main.") and k.endswith(".weight") and state[k].ndim == 4),
@@ -43,8 +32,8 @@ def build(raw: RawCheckpoint) -> DCGANGenerator:
     )
     channels = [state[conv_keys[0]].shape[0]] + [state[k].shape[1] for k in conv_keys]
     generator = DCGANGenerator(channels)
-    generator.load_state_dict(state, strict=True)
+    generator.load_weights(state)
     return generator
 
 
-LAYOUT = Layout("PyTorch-tutorial DCGAN", matches, build)
+LAYOUTS = (Layout("PyTorch-tutorial DCGAN", matches, build),)

@@ -11,7 +11,7 @@ Two edit spaces exist:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -143,14 +143,35 @@ class Generator(nn.Module, ABC):
         return images
 
     @abstractmethod
-    def _to_edit_space(
-        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None
-    ) -> torch.Tensor: ...
+    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor: ...
 
     @abstractmethod
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor: ...
 
     # ---- bookkeeping ----------------------------------------------------------------------
+    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Strict load; the first missing, mis-shaped or unexpected key is named in one line.
+
+        Raises ValueError, which the format loaders turn into a CheckpointError naming the file.
+        """
+        expected = self.state_dict()
+        missing = [key for key in expected if not isinstance(state.get(key), torch.Tensor)]
+        unexpected = [key for key in state if key not in expected]
+        misshaped = [
+            key
+            for key in expected
+            if key not in missing and tuple(state[key].shape) != tuple(expected[key].shape)
+        ]
+        if missing:
+            raise ValueError(f"missing key '{missing[0]}'{_and_more(missing)}")
+        if misshaped:
+            key = misshaped[0]
+            found, wanted = tuple(state[key].shape), tuple(expected[key].shape)
+            raise ValueError(f"'{key}' has shape {found}, expected {wanted}{_and_more(misshaped)}")
+        if unexpected:
+            raise ValueError(f"unexpected key '{unexpected[0]}'{_and_more(unexpected)}")
+        self.load_state_dict(dict(state), strict=True)
+
     @property
     def device(self) -> torch.device:
         tensor = next(self.parameters(), None)
@@ -173,6 +194,36 @@ class Generator(nn.Module, ABC):
             "parameters": sum(p.numel() for p in self.parameters()),
             "digest": self.digest[:16],
         }
+
+
+def _and_more(keys: list[str]) -> str:
+    return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+
+
+COARSE_LAYERS = (0, 1)  # W+ rows that set pose and shape, in the StyleGAN paper's reading
+MIDDLE_LAYERS = (2, 5)
+FINE_FIRST_LAYER = 6
+
+
+def style_layer_presets(num_layers: int) -> dict[str, str]:
+    """Named W+ row ranges (coarse / middle / fine, as in the StyleGAN paper) that exist in the model."""
+    last = num_layers - 1
+    presets = {"all": "all", f"coarse {COARSE_LAYERS[0]}-{COARSE_LAYERS[1]}": "0-1"}
+    if last >= MIDDLE_LAYERS[0]:
+        middle = f"{MIDDLE_LAYERS[0]}-{min(MIDDLE_LAYERS[1], last)}"
+        presets[f"middle {middle}"] = middle
+    if last >= FINE_FIRST_LAYER:
+        fine = f"{FINE_FIRST_LAYER}-{last}"
+        presets[f"fine {fine}"] = fine
+    return presets
+
+
+def wplus_from_w(
+    w: torch.Tensor, num_layers: int, w_avg: torch.Tensor, trunc_psi: float, trunc_layers: int | None
+) -> torch.Tensor:
+    """The StyleGAN family's edit space: w (N, w_dim) repeated per layer, then truncated."""
+    wp = w[:, None, :].repeat(1, num_layers, 1)  # (N, num_layers, w_dim)
+    return truncate_wplus(wp, w_avg, trunc_psi, trunc_layers)
 
 
 def truncate_wplus(

@@ -6,6 +6,7 @@ so its affine matrix is the weight (nz, C, 4, 4) read as (C*4*4, nz).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -34,7 +35,7 @@ class DCGANGenerator(Generator):
             layer_names=("main.0",),
         )
         layers: list[nn.Module] = []
-        for index, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+        for index, (c_in, c_out) in enumerate(pairwise(channels)):
             first = index == 0
             stride, padding = (1, 0) if first else (2, 1)
             layers.append(nn.ConvTranspose2d(c_in, c_out, FIRST_KERNEL, stride, padding, bias=False))

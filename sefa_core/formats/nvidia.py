@@ -1,0 +1,138 @@
+"""NVIDIA stylegan2-ada-pytorch and stylegan3 networks: a network ``.pkl`` or a bare state dict.
+
+- ``.pkl`` (``{'G', 'D', 'G_ema', ...}``): ``read_checkpoint`` turns every network into a
+  ``PersistentObject`` record (``nvidia_pickle``); we rebuild ``G_ema``'s state dict from it and
+  read its constructor kwargs (``conv_clamp``, the mapping learning-rate multiplier).
+- a bare ``G_ema.state_dict()`` (``mapping.fc0.weight``, ``synthesis.b4.const``, ...), or one saved
+  under ``G_ema``: everything is read from the tensors. Such a file does not record
+  ``conv_clamp``; we use NVIDIA train.py's 256, which only bites on activations beyond +-256.
+StyleGAN3 state dicts (``synthesis.input.affine.weight``) go to ``sefa_core.models.stylegan3``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from sefa_core.formats import Layout
+from sefa_core.formats.container import RawCheckpoint
+from sefa_core.models.base import Generator
+from sefa_core.models.stylegan2 import (
+    INIT_RESOLUTION,
+    MAPPING_LR_MULTIPLIER,
+    build_stylegan2,
+    shared_resample_filter,
+)
+
+EMA_KEY = "G_ema"
+STYLEGAN3_KEY = "synthesis.input.affine.weight"
+STYLEGAN2_KEY = "synthesis.b4.const"
+MAPPING_KEY = "mapping.fc0.weight"
+TRAIN_PY_CONV_CLAMP = 256.0  # stylegan2-ada-pytorch train.py sets conv_clamp=256 for every config
+_CONV_PARTS = {
+    "weight": "conv.weight",
+    "affine.weight": "conv.affine.weight",
+    "affine.bias": "conv.affine.bias",
+    "bias": "bias",
+    "noise_strength": "noise_strength",
+    "noise_const": "noise_const",
+}
+_MAPPING = re.compile(r"mapping\.fc(\d+)\.(weight|bias)")
+_LAYER = re.compile(
+    r"synthesis\.b(\d+)\.(conv0|conv1|torgb)\.(weight|bias|noise_strength|noise_const|affine\.weight|affine\.bias)"
+)
+
+
+def _is_record(value: Any) -> bool:
+    from sefa_core.formats.nvidia_pickle import PersistentObject
+
+    return isinstance(value, PersistentObject)
+
+
+def _bare_state(content: Any) -> Mapping[str, torch.Tensor] | None:
+    """The generator's state dict in a bare-state-dict file, or None."""
+    if isinstance(content, dict) and isinstance(content.get(EMA_KEY), Mapping):
+        content = content[EMA_KEY]
+    is_generator = isinstance(content, Mapping) and MAPPING_KEY in content
+    if is_generator and (STYLEGAN2_KEY in content or STYLEGAN3_KEY in content):
+        return content
+    return None
+
+
+def matches_pickle(raw: RawCheckpoint) -> bool:
+    return (
+        raw.container == "pickle" and isinstance(raw.content, dict) and _is_record(raw.content.get(EMA_KEY))
+    )
+
+
+def matches_state_dict(raw: RawCheckpoint) -> bool:
+    return raw.container != "pickle" and _bare_state(raw.content) is not None
+
+
+def build_pickle(raw: RawCheckpoint) -> Generator:
+    from sefa_core.formats.nvidia_pickle import init_kwargs, module_state_dict
+
+    record = raw.content[EMA_KEY]
+    return build_network(module_state_dict(record), init_kwargs(record))
+
+
+def build_state_dict(raw: RawCheckpoint) -> Generator:
+    state = _bare_state(raw.content)
+    assert state is not None
+    return build_network(state, None)
+
+
+def build_network(state: Mapping[str, torch.Tensor], kwargs: Mapping[str, Any] | None) -> Generator:
+    """An NVIDIA ``G_ema`` state dict (+ its constructor kwargs when known) -> generator."""
+    if STYLEGAN3_KEY in state:
+        from sefa_core.models.stylegan3 import build_stylegan3
+
+        return build_stylegan3(dict(state), None if kwargs is None else dict(kwargs))
+    if "mapping.embed.weight" in state or (kwargs or {}).get("c_dim", 0):
+        raise ValueError("class-conditional networks (c_dim > 0) are not supported")
+    if kwargs is None:
+        return build_stylegan2(canonical_state(state), conv_clamp=TRAIN_PY_CONV_CLAMP)
+    synthesis = kwargs.get("synthesis_kwargs") or {}
+    mapping = kwargs.get("mapping_kwargs") or {}
+    architecture = synthesis.get("architecture", "skip")
+    if architecture != "skip":
+        raise ValueError(f"only the 'skip' generator architecture is supported, not '{architecture}'")
+    return build_stylegan2(
+        canonical_state(state),
+        conv_clamp=synthesis.get("conv_clamp"),
+        mapping_lr_multiplier=mapping.get("lr_multiplier", MAPPING_LR_MULTIPLIER),
+    )
+
+
+def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """NVIDIA stylegan2-ada keys -> ``sefa_core.models.stylegan2`` keys."""
+    state: dict[str, torch.Tensor] = {}
+    filters: dict[str, torch.Tensor] = {}
+    for key, value in source.items():
+        if match := _MAPPING.fullmatch(key):
+            state[f"mapping.layers.{match[1]}.{match[2]}"] = value
+        elif key == "mapping.w_avg":
+            state["w_avg"] = value
+        elif key == STYLEGAN2_KEY:
+            state["synthesis.const"] = value
+        elif match := _LAYER.fullmatch(key):
+            block = int(math.log2(int(match[1]) // INIT_RESOLUTION))  # b4 -> 0, b8 -> 1, ...
+            layer, part = match[2], match[3]
+            row = 2 * block - (layer == "conv0")  # conv0 (up) reads row 2*block - 1, conv1 row 2*block
+            name = f"to_rgbs.{block}" if layer == "torgb" else f"convs.{row}"
+            state[f"synthesis.{name}.{_CONV_PARTS[part]}"] = value
+        elif key.endswith("resample_filter"):
+            filters[key] = value
+        else:
+            raise ValueError(f"unexpected tensor '{key}': only the 'skip' StyleGAN2 generator is supported")
+    state["synthesis.resample_filter"] = shared_resample_filter(filters)
+    return state
+
+
+PICKLE_LAYOUT = Layout("NVIDIA stylegan2-ada .pkl", matches_pickle, build_pickle)
+STATE_DICT_LAYOUT = Layout("NVIDIA state dict", matches_state_dict, build_state_dict)
+LAYOUTS = (PICKLE_LAYOUT, STATE_DICT_LAYOUT)

@@ -1,0 +1,379 @@
+"""StyleGAN2 (config F, skip generator): one module for genforce, rosinality and NVIDIA weights.
+
+The three public implementations hold the same network under different key names; each format
+loader renames its keys onto this module and calls ``build_stylegan2``. What they store
+differently is normalised by those loaders, so that one forward pass serves all three:
+- up-sampling conv weights: rosinality and NVIDIA store them flipped relative to TensorFlow's (and
+  genforce's) orientation; we keep theirs, which a transposed conv uses as it is;
+- style-affine biases: genforce adds the constant 1 at run time, the others store it in the bias;
+- FIR filters: every layer keeps its own copy with its own gain; we keep one, summing to 1.
+The one arithmetic difference left is NVIDIA's ``conv_clamp``, a constructor option.
+
+Edit space W+, ``num_ws = 2 * log2(resolution) - 2`` rows: row ``i`` feeds the i-th modulated
+conv (row 0 the 4x4 conv, then conv0 (up) and conv1 of every larger resolution), and the ToRGB
+after each resolution's last conv reads the row after it, so the last row feeds only the final
+ToRGB. SeFa's layer ``i`` is the style affine of the conv that reads row ``i``; the last layer is
+the final ToRGB's (as genforce's ``factorize_weight`` does).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sefa_core.models.base import Generator, style_layer_presets, wplus_from_w
+
+INIT_RESOLUTION = 4  # the learned constant the synthesis network starts from
+IMAGE_CHANNELS = 3
+CONV_KERNEL_SIZE = 3
+UP = 2  # every block doubles the resolution
+MAPPING_LR_MULTIPLIER = 0.01  # all three implementations train the mapping MLP 100x slower
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)  # keeps the activations' second moment through the leaky ReLU
+NORMALIZE_EPS = 1e-8
+DEMODULATE_EPS = 1e-8
+DEFAULT_RESAMPLE_TAPS = (1.0, 3.0, 3.0, 1.0)  # the binomial FIR filter every public model uses
+MEAN_W_SAMPLES = 4096  # rosinality's ``mean_latent(4096)``: the truncation centre when none is stored
+MEAN_W_SEED = 0
+FILTER_ATOL = 1e-6
+
+
+# ---- FIR resampling (upfirdn2d written as conv ops) ----------------------------------------------
+def fir_kernel(taps: Sequence[float]) -> torch.Tensor:
+    """Separable 2-D FIR filter from 1-D taps, (K, K), normalised to sum 1."""
+    taps_1d = torch.as_tensor(taps, dtype=torch.float32)
+    assert taps_1d.ndim == 1 and len(taps_1d) % 2 == 0, "an even number of 1-D taps"
+    kernel = torch.outer(taps_1d, taps_1d)
+    return kernel / kernel.sum()
+
+
+def shared_resample_filter(kernels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The one FIR filter a checkpoint's per-layer copies hold, (K, K) summing to 1.
+
+    Layouts store a copy per layer, with the up-sampling gain (4) folded in or not; they must agree
+    once normalised. A state dict without any copy gets the standard [1, 3, 3, 1] filter.
+    """
+    if not kernels:
+        return fir_kernel(DEFAULT_RESAMPLE_TAPS)
+    normalised = {key: k.reshape(k.shape[-2:]).float() / k.sum() for key, k in kernels.items()}
+    (first_key, first), *others = normalised.items()
+    for key, kernel in others:
+        if kernel.shape != first.shape or not torch.allclose(kernel, first, atol=FILTER_ATOL):
+            raise ValueError(f"FIR filters '{first_key}' and '{key}' differ; one shared filter is expected")
+    assert first.shape[0] == first.shape[1] and first.shape[0] % 2 == 0, "square, even-sized FIR filter"
+    return first
+
+
+def fir_filter(x: torch.Tensor, resample_filter: torch.Tensor, gain: float, padding: int) -> torch.Tensor:
+    """Convolve every channel with the FIR filter (upfirdn2d with up = down = 1), as a depthwise conv."""
+    channels = x.shape[1]
+    taps = resample_filter.shape[0]
+    kernel = (resample_filter.flip(0, 1) * gain).to(x.dtype).expand(channels, 1, taps, taps)
+    return F.conv2d(x, kernel, padding=padding, groups=channels)
+
+
+def upsample_2x(x: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
+    """FIR up-sampling by 2 (upfirdn2d with up=2, pads ((K+1)//2, (K-2)//2)) as one transposed conv.
+
+    Zero-stuffing, padding and filtering collapse into a depthwise stride-2 transposed conv with the
+    filter itself (not flipped), which is what makes this cheap at 1024 px.
+    """
+    batch, channels, height, width = x.shape
+    taps = resample_filter.shape[0]
+    kernel = (resample_filter * UP**2).to(x.dtype).expand(channels, 1, taps, taps)
+    padding = taps - 1 - (taps + 1) // 2
+    out = F.conv_transpose2d(x, kernel, stride=UP, padding=padding, groups=channels)
+    assert out.shape == (batch, channels, UP * height, UP * width), "FIR up-sampling doubles H and W"
+    return out
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float | None) -> torch.Tensor:
+    """Per-channel bias, then the gain-corrected leaky ReLU (if asked), then ``conv_clamp`` (if set)."""
+    x = x + bias.reshape(1, -1, *[1] * (x.ndim - 2))
+    if lrelu:
+        x = F.leaky_relu(x, LRELU_SLOPE, inplace=True).mul_(LRELU_GAIN)
+    if clamp is not None:
+        x = x.clamp_(-clamp, clamp)
+    return x
+
+
+# ---- building blocks ---------------------------------------------------------------------------
+class EqualizedLinear(nn.Module):
+    """A dense layer with equalized learning rate: stored weights are scaled at run time.
+
+    Checkpoints keep the raw weight; ``weight_gain = lr_multiplier / sqrt(in_features)`` is applied
+    here, so SeFa reads the stored matrix (only its row directions matter).
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, *, lr_multiplier: float = 1.0, lrelu: bool = False
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+        self.lrelu = lrelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight * self.weight_gain
+        bias = self.bias * self.bias_gain
+        if not self.lrelu:
+            return F.linear(x, weight, bias)
+        return bias_act(F.linear(x, weight), bias, lrelu=True, clamp=None)
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: normalise z's second moment, then leaky-ReLU dense layers at a reduced learning rate."""
+
+    def __init__(self, widths: Sequence[int], lr_multiplier: float) -> None:
+        """``widths``: [z_dim, hidden..., w_dim]; one dense layer per consecutive pair."""
+        super().__init__()
+        assert len(widths) >= 2, "the mapping network has at least one layer"
+        self.layers = nn.ModuleList(
+            EqualizedLinear(a, b, lr_multiplier=lr_multiplier, lrelu=True) for a, b in pairwise(widths)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + NORMALIZE_EPS)
+        for layer in self.layers:
+            x = layer(x)
+        return x  # (N, w_dim)
+
+
+class ModulatedConv2d(nn.Module):
+    """A conv whose input channels are scaled per sample by a style (an affine map of w).
+
+    With demodulation each output channel is rescaled to unit expected variance. The per-sample
+    weights run as one grouped conv over the whole batch (no Python loop over samples).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        w_dim: int,
+        *,
+        demodulate: bool,
+        up: bool,
+    ) -> None:
+        super().__init__()
+        self.affine = EqualizedLinear(w_dim, in_channels)  # its bias holds the +1: styles start at 1
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
+        self.demodulate = demodulate
+        self.up = up
+
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        batch, in_channels, height, width = x.shape
+        out_channels, _, kernel, _ = self.weight.shape
+        styles = self.affine(w)  # (N, in)
+        weight = self.weight * self.weight_gain * styles[:, None, :, None, None]  # (N, out, in, k, k)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.square().sum(dim=(2, 3, 4), keepdim=True) + DEMODULATE_EPS)
+        x = x.reshape(1, batch * in_channels, height, width)  # the batch becomes conv groups
+        if not self.up:
+            weight = weight.reshape(batch * out_channels, in_channels, kernel, kernel)
+            x = F.conv2d(x, weight, padding=kernel // 2, groups=batch)
+            return x.reshape(batch, out_channels, height, width)
+        assert resample_filter is not None, "up-sampling needs the FIR filter"
+        weight = weight.transpose(1, 2).reshape(batch * in_channels, out_channels, kernel, kernel)
+        x = F.conv_transpose2d(x, weight, stride=UP, groups=batch)  # (1, N*out, 2H+k-2, 2W+k-2)
+        x = x.reshape(batch, out_channels, *x.shape[2:])
+        taps = resample_filter.shape[0]
+        padding = (taps - UP - kernel + 1) // 2 + 1  # symmetric for even taps; crops back to 2H
+        x = fir_filter(x, resample_filter, gain=UP**2, padding=padding)
+        assert x.shape[2:] == (UP * height, UP * width), "the up-sampling conv doubles H and W"
+        return x
+
+
+class StyledConv(nn.Module):
+    """Modulated 3x3 conv (optionally up-sampling), stored noise, bias, leaky ReLU, optional clamp."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        *,
+        up: bool,
+        conv_clamp: float | None,
+    ) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(
+            in_channels, out_channels, CONV_KERNEL_SIZE, w_dim, demodulate=True, up=up
+        )
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x, w, resample_filter)
+        x = x.add_(self.noise_const * self.noise_strength)  # the stored noise: images are deterministic
+        return bias_act(x, self.bias, lrelu=True, clamp=self.conv_clamp)
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv to RGB without demodulation, plus bias and optional clamp."""
+
+    def __init__(self, in_channels: int, w_dim: int, *, conv_clamp: float | None) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, IMAGE_CHANNELS, 1, w_dim, demodulate=False, up=False)
+        self.bias = nn.Parameter(torch.zeros(IMAGE_CHANNELS))
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return bias_act(self.conv(x, w), self.bias, lrelu=False, clamp=self.conv_clamp)
+
+
+class SynthesisNetwork(nn.Module):
+    """W+ -> image: a learned 4x4 constant, two styled convs per resolution, summed skip ToRGBs."""
+
+    def __init__(
+        self,
+        w_dim: int,
+        channels: Sequence[int],
+        *,
+        conv_clamp: float | None,
+        resample_taps: Sequence[float],
+    ) -> None:
+        """``channels``: feature maps at 4x4, 8x8, ..., resolution x resolution."""
+        super().__init__()
+        assert len(channels) >= 2, "at least 8x8 output"
+        self.const = nn.Parameter(torch.randn(channels[0], INIT_RESOLUTION, INIT_RESOLUTION))
+        self.register_buffer("resample_filter", fir_kernel(resample_taps))
+        convs = [
+            StyledConv(channels[0], channels[0], w_dim, INIT_RESOLUTION, up=False, conv_clamp=conv_clamp)
+        ]
+        to_rgbs = [ToRGB(channels[0], w_dim, conv_clamp=conv_clamp)]
+        for block, (c_in, c_out) in enumerate(pairwise(channels), start=1):
+            resolution = INIT_RESOLUTION * UP**block
+            convs.append(StyledConv(c_in, c_out, w_dim, resolution, up=True, conv_clamp=conv_clamp))
+            convs.append(StyledConv(c_out, c_out, w_dim, resolution, up=False, conv_clamp=conv_clamp))
+            to_rgbs.append(ToRGB(c_out, w_dim, conv_clamp=conv_clamp))
+        self.convs = nn.ModuleList(convs)  # conv i reads W+ row i
+        self.to_rgbs = nn.ModuleList(to_rgbs)  # ToRGB k reads row 2k + 1
+        self.num_ws = len(convs) + 1
+
+    def row_affines(self) -> list[EqualizedLinear]:
+        """The style affine of the layer that consumes each W+ row (the last row: the final ToRGB)."""
+        return [conv.conv.affine for conv in self.convs] + [self.to_rgbs[-1].conv.affine]
+
+    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+        assert ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)"
+        x = self.const.expand(ws.shape[0], -1, -1, -1)  # (N, C, 4, 4)
+        image = None
+        for row, conv in enumerate(self.convs):
+            x = conv(x, ws[:, row], self.resample_filter)
+            if row % 2 == 0:  # the last conv at this resolution; its ToRGB reads the next row
+                rgb = self.to_rgbs[row // 2](x, ws[:, row + 1])
+                image = rgb if image is None else upsample_2x(image, self.resample_filter).add_(rgb)
+        assert image is not None
+        return image
+
+
+def row_names(num_resolutions: int) -> list[str]:
+    """Readable names of the W+ rows, e.g. ``"row 3: 16x16 conv0 (up)"``."""
+    names = [f"{INIT_RESOLUTION}x{INIT_RESOLUTION} conv"]
+    for block in range(1, num_resolutions):
+        size = INIT_RESOLUTION * UP**block
+        names += [f"{size}x{size} conv0 (up)", f"{size}x{size} conv1"]
+    final = INIT_RESOLUTION * UP ** (num_resolutions - 1)
+    names.append(f"{final}x{final} toRGB")
+    return [f"row {row}: {name}" for row, name in enumerate(names)]
+
+
+# ---- the generator -----------------------------------------------------------------------------
+class StyleGAN2Generator(Generator):
+    """StyleGAN2 config F with the skip generator, edited in W+ (N, num_ws, w_dim)."""
+
+    architecture = "stylegan2"
+    edit_space = "w+"
+
+    def __init__(
+        self,
+        *,
+        mapping_widths: Sequence[int],
+        channels: Sequence[int],
+        mapping_lr_multiplier: float = MAPPING_LR_MULTIPLIER,
+        conv_clamp: float | None = None,
+        resample_taps: Sequence[float] = DEFAULT_RESAMPLE_TAPS,
+    ) -> None:
+        """``mapping_widths``: [z_dim, hidden..., w_dim]; ``channels``: feature maps per resolution
+        from 4x4 up; ``conv_clamp``: NVIDIA's activation clamp (None in genforce and rosinality)."""
+        w_dim = mapping_widths[-1]
+        super().__init__(
+            latent_dim=mapping_widths[0],
+            direction_dim=w_dim,
+            resolution=INIT_RESOLUTION * UP ** (len(channels) - 1),
+            num_layers=2 * len(channels),
+            layer_names=row_names(len(channels)),
+        )
+        self.mapping = MappingNetwork(mapping_widths, mapping_lr_multiplier)
+        self.synthesis = SynthesisNetwork(w_dim, channels, conv_clamp=conv_clamp, resample_taps=resample_taps)
+        self.register_buffer("w_avg", torch.zeros(w_dim))  # the truncation centre
+        assert self.synthesis.num_ws == self.num_layers
+
+    def layer_weight(self, index: int) -> torch.Tensor:
+        return self.synthesis.row_affines()[index].weight  # (in_channels of that layer, w_dim)
+
+    def layer_presets(self) -> dict[str, str]:
+        return style_layer_presets(self.num_layers)
+
+    @torch.inference_mode()
+    def mean_w(self, num_samples: int, seed: int) -> torch.Tensor:
+        """Mean mapping output over ``num_samples`` seeded z, (w_dim,): what training tracks as w_avg."""
+        return self.mapping(self.sample_latents(num_samples, seed).to(self.device)).mean(dim=0)
+
+    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
+        return wplus_from_w(self.mapping(z), self.num_layers, self.w_avg, trunc_psi, trunc_layers)
+
+    def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
+        return self.synthesis(codes)
+
+
+def build_stylegan2(
+    state: Mapping[str, torch.Tensor],
+    *,
+    conv_clamp: float | None = None,
+    mapping_lr_multiplier: float = MAPPING_LR_MULTIPLIER,
+) -> StyleGAN2Generator:
+    """A generator from a state dict in this module's key names; every size is read from tensors.
+
+    Without ``w_avg`` (rosinality's train.py files) the truncation centre is the mean mapping output
+    over ``MEAN_W_SAMPLES`` z drawn with seed ``MEAN_W_SEED``, as rosinality's ``mean_latent(4096)``
+    does with unseeded z.
+    """
+    mapping_keys = sorted(
+        (key for key in state if re.fullmatch(r"mapping\.layers\.\d+\.weight", key)),
+        key=lambda key: int(key.split(".")[2]),
+    )
+    num_resolutions = sum(1 for key in state if re.fullmatch(r"synthesis\.to_rgbs\.\d+\.conv\.weight", key))
+    if not mapping_keys or num_resolutions < 2:
+        raise ValueError("no mapping layers or fewer than two ToRGB layers: not a StyleGAN2 generator")
+    to_rgb_weights = [state[f"synthesis.to_rgbs.{k}.conv.weight"] for k in range(num_resolutions)]
+    if to_rgb_weights[0].shape[0] != IMAGE_CHANNELS:
+        raise ValueError(f"the generator makes {to_rgb_weights[0].shape[0]}-channel images, not RGB")
+    generator = StyleGAN2Generator(
+        mapping_widths=[state[mapping_keys[0]].shape[1]] + [state[key].shape[0] for key in mapping_keys],
+        channels=[weight.shape[1] for weight in to_rgb_weights],  # (3, C, 1, 1)
+        mapping_lr_multiplier=mapping_lr_multiplier,
+        conv_clamp=conv_clamp,
+    )
+    has_w_avg = "w_avg" in state
+    generator.load_weights(state if has_w_avg else {**state, "w_avg": generator.w_avg})
+    if not has_w_avg:
+        generator.w_avg.copy_(generator.mean_w(MEAN_W_SAMPLES, MEAN_W_SEED))
+    return generator
