@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from sefa_core.errors import ConfigError
+from sefa_core.validation import expect_mapping, reject_unknown_keys
 
 CONFIG_VERSION = 1
 DEFAULT_SOURCE = "default"
@@ -127,8 +128,8 @@ def load_config(path: str | Path | None = None) -> AppConfig:
 
 def parse_config(data: Any, root: Path, label: str = "config.yaml") -> AppConfig:
     """Validate already-parsed YAML."""
-    mapping = _mapping(data, label)
-    _no_unknown_keys(mapping, _TOP_KEYS, label)
+    mapping = expect_mapping(data, label, ConfigError)
+    reject_unknown_keys(mapping, _TOP_KEYS, label, ConfigError)
     version = mapping.get("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
         raise ConfigError(f"{label}: version: expected {CONFIG_VERSION}, got {version!r}")
@@ -145,8 +146,8 @@ def parse_config(data: Any, root: Path, label: str = "config.yaml") -> AppConfig
 
 
 def _model(item: Any, root: Path, where: str) -> ModelEntry:
-    mapping = _mapping(item, where)
-    _no_unknown_keys(mapping, _MODEL_KEYS, where)
+    mapping = expect_mapping(item, where, ConfigError)
+    reject_unknown_keys(mapping, _MODEL_KEYS, where, ConfigError)
     name = _text(mapping, "name", where, required=True)
     where = f"{where} ('{name}')"
     source = _text(mapping, "source", where, required=True)
@@ -158,8 +159,10 @@ def _model(item: Any, root: Path, where: str) -> ModelEntry:
         if not codes.endswith(".npy"):
             raise ConfigError(f"{where}.codes: expected a .npy file, got '{codes}'")
     presets = mapping.get("layer_presets", {"all": "all"})
-    if not isinstance(presets, dict) or not presets or not all(
-        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in presets.items()
+    if (
+        not isinstance(presets, dict)
+        or not presets
+        or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in presets.items())
     ):
         raise ConfigError(f"{where}.layer_presets: expected a mapping of names to layer specs")
     trunc_psi = _number(mapping, "trunc_psi", where, 1.0)
@@ -171,8 +174,10 @@ def _model(item: Any, root: Path, where: str) -> ModelEntry:
     ):
         raise ConfigError(f"{where}.trunc_layers: expected a whole number >= 0 or null")
     num_semantics = mapping.get("num_semantics", DEFAULT_NUM_SEMANTICS)
-    if not isinstance(num_semantics, int) or isinstance(num_semantics, bool) or not (
-        1 <= num_semantics <= MAX_NUM_SEMANTICS
+    if (
+        not isinstance(num_semantics, int)
+        or isinstance(num_semantics, bool)
+        or not (1 <= num_semantics <= MAX_NUM_SEMANTICS)
     ):
         raise ConfigError(f"{where}.num_semantics: expected a whole number from 1 to {MAX_NUM_SEMANTICS}")
     return ModelEntry(
@@ -189,8 +194,8 @@ def _model(item: Any, root: Path, where: str) -> ModelEntry:
 
 
 def _slider(item: Any, where: str) -> SliderRange:
-    mapping = _mapping(item, where)
-    _no_unknown_keys(mapping, _SLIDER_KEYS, where)
+    mapping = expect_mapping(item, where, ConfigError)
+    reject_unknown_keys(mapping, _SLIDER_KEYS, where, ConfigError)
     defaults = SliderRange()
     low = _number(mapping, "min", where, defaults.min)
     high = _number(mapping, "max", where, defaults.max)
@@ -198,18 +203,6 @@ def _slider(item: Any, where: str) -> SliderRange:
     if not low < high or not 0 < step <= high - low:
         raise ConfigError(f"{where}: expected min < max and 0 < step <= max - min")
     return SliderRange(low, high, step)
-
-
-def _mapping(item: Any, where: str) -> dict:
-    if not isinstance(item, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(item).__name__}")
-    return item
-
-
-def _no_unknown_keys(mapping: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(str(k) for k in mapping if k not in allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
 
 
 def _text(mapping: dict, key: str, where: str, required: bool = False) -> str:

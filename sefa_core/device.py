@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,3 +31,25 @@ def resolve_device(requested: str = "auto") -> DeviceChoice:
     if not has_cuda:
         return DeviceChoice(torch.device("cpu"), "CUDA is not available here; running on the CPU")
     return DeviceChoice(torch.device("cuda"))
+
+
+def run_with_cpu_fallback(generator: torch.nn.Module, work: Callable[[], T]) -> tuple[T, str]:
+    """Run ``work``; if CUDA runs out of memory or fails, move ``generator`` to the CPU and retry.
+
+    Returns the result and a notice for the user ("" when nothing happened).
+    """
+    try:
+        return work(), ""
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+        on_cuda = any(p.is_cuda for p in generator.parameters())
+        if not on_cuda or not _is_cuda_failure(error):
+            raise
+        generator.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return work(), f"The GPU failed ({type(error).__name__}); this model now runs on the CPU"
+
+
+def _is_cuda_failure(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "cuda" in text or "out of memory" in text

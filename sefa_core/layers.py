@@ -18,6 +18,14 @@ _SINGLE = re.compile(r"^\d+$")
 
 def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
     """Resolve ``spec`` against a model with ``num_layers`` factorizable layers."""
+    chosen: set[int] = set()
+    for first, last in layer_ranges(spec, num_layers):
+        chosen.update(range(first, last + 1))
+    return tuple(sorted(chosen))
+
+
+def layer_ranges(spec: str, num_layers: int) -> list[tuple[int, int]]:
+    """The inclusive (first, last) ranges a spec names, checked against ``num_layers``."""
     if num_layers < 1:
         raise LayerSpecError(f"the model has no factorizable layers (num_layers={num_layers})")
     valid = f"valid layers are 0-{num_layers - 1}, or 'all'"
@@ -27,11 +35,11 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
     if len(text) > MAX_SPEC_LENGTH:
         raise LayerSpecError(f"layer spec is too long ({len(text)} characters); {valid}")
     if text.lower() == ALL_LAYERS:
-        return tuple(range(num_layers))
+        return [(0, num_layers - 1)]
     if not text:
         raise LayerSpecError(f"layer spec is empty; {valid}")
 
-    chosen: set[int] = set()
+    ranges = []
     for part in text.split(","):
         part = part.strip()
         if single := _SINGLE.match(part):
@@ -45,8 +53,8 @@ def parse_layers(spec: str, num_layers: int) -> tuple[int, ...]:
             raise LayerSpecError(f"cannot read '{shown}' in layer spec '{text}'; {valid}")
         if last >= num_layers:
             raise LayerSpecError(f"layer {last} in '{text}' is out of range; {valid}")
-        chosen.update(range(first, last + 1))
-    return tuple(sorted(chosen))
+        ranges.append((first, last))
+    return ranges
 
 
 def format_layers(layers: tuple[int, ...]) -> str:

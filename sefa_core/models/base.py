@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sefa_core.layers import parse_layers
+from sefa_core.layers import layer_ranges, parse_layers
 
 EditSpace = Literal["z", "w+"]
 DEFAULT_TRUNC_PSI = 1.0
@@ -77,7 +77,7 @@ class Generator(nn.Module, ABC):
         reference does, but the spec's syntax is still checked.
         """
         if len(self.layer_names) == 1:
-            parse_layers(spec, _SYNTAX_ONLY_LAYERS)
+            layer_ranges(spec, _SYNTAX_ONLY_LAYERS)  # syntax errors still reach the user
             return (0,)
         return parse_layers(spec, len(self.layer_names))
 
@@ -150,7 +150,7 @@ class Generator(nn.Module, ABC):
 
     # ---- bookkeeping ----------------------------------------------------------------------
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Strict load; the first missing, mis-shaped or unexpected key is named in one line.
+        """Strict load; the first missing, mis-shaped, unexpected, non-float or non-finite key is named.
 
         Raises ValueError, which the format loaders turn into a CheckpointError naming the file.
         """
@@ -170,6 +170,12 @@ class Generator(nn.Module, ABC):
             raise ValueError(f"'{key}' has shape {found}, expected {wanted}{_and_more(misshaped)}")
         if unexpected:
             raise ValueError(f"unexpected key '{unexpected[0]}'{_and_more(unexpected)}")
+        for key, wanted in expected.items():
+            found = state[key]
+            if wanted.is_floating_point() and not found.is_floating_point():
+                raise ValueError(f"'{key}' has dtype {found.dtype}, expected floating-point weights")
+            if found.is_floating_point() and not bool(torch.isfinite(found).all()):
+                raise ValueError(f"'{key}' contains NaN or Inf values; the checkpoint is damaged")
         self.load_state_dict(dict(state), strict=True)
 
     @property
