@@ -1,5 +1,7 @@
 """SeFa Studio's engine: load a generator safely, factorize it in closed form, edit and render.
 
+Example::
+
     import sefa_core
     generator = sefa_core.load_generator("default")          # or a config name, or a checkpoint path
     semantics = sefa_core.factorize(generator, layers="all")  # sorted unit directions + eigenvalues

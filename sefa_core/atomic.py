@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
+
+NEW_FILE_MODE = 0o666  # what open() asks for; the umask takes its bits off, as for any new file
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it into place."""
+    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it into place.
+
+    The result has the permissions of the file it replaces, or of any new file (``tempfile``'s
+    private 0600 would leave exports unreadable to the group that serves them).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temp, _TEMP_FLAGS, NEW_FILE_MODE)
     try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
+        with os.fdopen(handle, "wb") as stream:
+            if path.exists():
+                os.chmod(stream.fileno(), path.stat().st_mode & 0o7777)
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     return path
 

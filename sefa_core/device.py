@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -40,16 +41,23 @@ def run_with_cpu_fallback(generator: torch.nn.Module, work: Callable[[], T]) -> 
     """
     try:
         return work(), ""
-    except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+    except RuntimeError as error:  # torch.OutOfMemoryError and torch.AcceleratorError included
         on_cuda = any(p.is_cuda for p in generator.parameters())
         if not on_cuda or not _is_cuda_failure(error):
             raise
-        generator.to("cpu")
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return work(), f"The GPU failed ({type(error).__name__}); this model now runs on the CPU"
+        failure = type(error).__name__
+    # Out of the except block, so the failed attempt's frames and their GPU tensors are freed first.
+    generator.to("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return work(), f"The GPU failed ({failure}); this model now runs on the CPU"
+
+
+_CUDA_FAILURE = re.compile(r"cuda|cudnn|out of memory", re.IGNORECASE)  # cuBLAS errors say "CUDA error"
 
 
 def _is_cuda_failure(error: BaseException) -> bool:
-    text = str(error).lower()
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "cuda" in text or "out of memory" in text
+    """Whether ``error`` came from the GPU (memory, driver, kernels, cuDNN) rather than from the work."""
+    return isinstance(error, (torch.OutOfMemoryError, torch.AcceleratorError)) or bool(
+        _CUDA_FAILURE.search(str(error))
+    )

@@ -39,9 +39,7 @@ def apply_offset(
     return edited
 
 
-def apply_edits(
-    codes: torch.Tensor, semantics: Semantics, alphas: Mapping[int, float]
-) -> torch.Tensor:
+def apply_edits(codes: torch.Tensor, semantics: Semantics, alphas: Mapping[int, float]) -> torch.Tensor:
     """Move ``codes`` by ``alphas`` (semantic index -> distance) on the semantics' own layers."""
     if not any(alphas.values()):
         return codes

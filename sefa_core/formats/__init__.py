@@ -7,6 +7,7 @@ builds the generator.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ class Layout:
 
 # Tried in this order; the first whose ``matches`` is true builds the generator.
 LAYOUT_MODULES = ("dcgan_tutorial", "genforce", "rosinality", "nvidia", "biggan")
+SHOWN_KEYS = 6  # keys listed in an error line
 
 
 def _layouts() -> tuple[Layout, ...]:
@@ -75,18 +77,45 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> Generator:
                 raise
             except Exception as error:  # noqa: BLE001 - one line for users, traceback to the log
                 log.debug("building %s from %s failed", layout.name, raw.path, exc_info=True)
-                raise CheckpointError(raw.path, f"{layout.name}: {error}") from error
+                raise CheckpointError(raw.path, f"{layout.name}: {describe_build_error(error)}") from error
             generator.digest = raw.digest
             generator.source_format = layout.name
             generator.source_path = str(raw.path)
             return generator.to(resolve_device(device).device).eval()
-    raise CheckpointError(raw.path, f"unknown layout ({describe_content(raw.content)})")
+    raise CheckpointError(raw.path, describe_unknown(raw))
+
+
+def describe_build_error(error: Exception) -> str:
+    """A builder's own message when it raised one on purpose; else what kind of failure it was."""
+    text = str(error).strip()
+    if isinstance(error, (ValueError, AssertionError)) and text:
+        return text
+    return f"its tensors do not have the structure this format needs ({type(error).__name__}: {text})"
+
+
+def describe_unknown(raw: RawCheckpoint) -> str:
+    """Why no layout took the file, naming a generator stored under a key its format does not use."""
+    problem = f"unknown layout ({describe_content(raw.content)})"
+    if not isinstance(raw.content, dict):
+        return problem
+    nested = {key: value for key, value in raw.content.items() if isinstance(value, dict) and value}
+    for key, value in nested.items():
+        inner = dataclasses.replace(raw, content=value)
+        if found := next((layout.name for layout in _layouts() if layout.matches(inner)), None):
+            return f"{problem}: '{key}' holds a generator in the {found} layout, which never stores it there"
+    if nested:
+        key, value = max(nested.items(), key=lambda item: len(item[1]))
+        return f"{problem}: '{key}' holds keys {_key_list(value)}, which match no supported layout"
+    return problem
 
 
 def describe_content(content: object) -> str:
     """A short account of unrecognised content, for the error line."""
     if isinstance(content, dict):
-        keys = sorted(map(str, content))
-        shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
-        return f"top-level keys: {shown}" if keys else "an empty dict"
+        return f"top-level keys: {_key_list(content)}" if content else "an empty dict"
     return f"a {type(content).__name__}"
+
+
+def _key_list(mapping: dict) -> str:
+    keys = sorted(map(str, mapping))
+    return ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")

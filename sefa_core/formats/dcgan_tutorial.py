@@ -1,7 +1,8 @@
 """The PyTorch-tutorial DCGAN layout: ``main.{i}.weight`` transposed convs with BatchNorm between.
 
 Found as a bare state dict, or under ``netG_state_dict`` (the embedded default model's
-``weights.tar``), ``generator`` or ``state_dict``. Channel widths come from the tensors.
+``weights.tar``), genforce's ``generator_smooth`` / ``generator`` (sefa's order) or ``state_dict``.
+Channel widths come from the tensors.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import torch
 
 from sefa_core.formats import Layout, unwrap_state_dict
 from sefa_core.formats.container import RawCheckpoint
+from sefa_core.formats.genforce import GENERATOR_KEYS
 from sefa_core.models.dcgan import DCGANGenerator
 
-WRAPPER_KEYS = ("netG_state_dict", "netG", "generator", "state_dict")
+WRAPPER_KEYS = ("netG_state_dict", "netG", *GENERATOR_KEYS, "state_dict")
 
 
 def matches(raw: RawCheckpoint) -> bool:

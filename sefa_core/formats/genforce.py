@@ -17,7 +17,7 @@ import torch
 from sefa_core.errors import CheckpointError
 from sefa_core.formats import Layout, unwrap_state_dict
 from sefa_core.formats.container import RawCheckpoint
-from sefa_core.models.base import Generator
+from sefa_core.models.base import Generator, check_file_tensors
 from sefa_core.models.pggan import INIT_RES, PGGANGenerator
 from sefa_core.models.stylegan import StyleGANGenerator
 
@@ -54,6 +54,7 @@ def matches(raw: RawCheckpoint) -> bool:
 def build(raw: RawCheckpoint) -> Generator:
     state = generator_state(raw.content)
     assert state is not None
+    check_file_tensors(state)  # as stored: StyleGAN2's conversion shifts the style biases
     kind = gan_type(state)
     if kind == "stylegan2":
         from sefa_core.formats.genforce_stylegan2 import build_genforce_stylegan2

@@ -14,9 +14,12 @@ from collections.abc import Mapping
 
 import torch
 
+from sefa_core.models.base import file_key_names
 from sefa_core.models.stylegan2 import StyleGAN2Generator, build_stylegan2, shared_resample_filter
 
 STYLE_BIAS_OFFSET = 1.0  # genforce's DenseBlock(additional_bias=1.0): added at run time, not stored
+W_AVG_KEY = "truncation.w_avg"  # genforce's converters and trainer always store it
+CONST_KEY = "synthesis.early_layer.const"
 _CONV_PARTS = {
     "weight": "conv.weight",
     "style.weight": "conv.affine.weight",
@@ -39,9 +42,9 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     for key, value in source.items():
         if match := _MAPPING.fullmatch(key):
             state[f"mapping.layers.{match[1]}.{match[2]}"] = value
-        elif key == "truncation.w_avg":
+        elif key == W_AVG_KEY:
             state["w_avg"] = value
-        elif key == "synthesis.early_layer.const":
+        elif key == CONST_KEY:
             state["synthesis.const"] = value[0]  # (1, C, 4, 4) -> (C, 4, 4)
         elif match := _LAYER.fullmatch(key):
             row, part = int(match[1]), match[2]
@@ -65,6 +68,32 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return state
 
 
+_FILE_PARTS = {model: file for file, model in _CONV_PARTS.items()}
+_FILE_KEYS = {
+    "w_avg": W_AVG_KEY,
+    "synthesis.const": CONST_KEY,
+    "synthesis.resample_filter": "synthesis.upsample.kernel",
+}
+
+
+def file_key(model_key: str) -> str:
+    """The genforce key ``canonical_state`` reads ``model_key`` from: errors name what the file holds."""
+    match model_key.split("."):
+        case ["mapping", "layers", index, part]:
+            return f"mapping.dense{index}.{part}"
+        case ["synthesis", "convs", row, *part]:
+            return f"synthesis.layer{row}.{_FILE_PARTS['.'.join(part)]}"
+        case ["synthesis", "to_rgbs", index, *part]:
+            return f"synthesis.output{index}.{_FILE_PARTS['.'.join(part)]}"
+    return _FILE_KEYS.get(model_key, model_key)
+
+
 def build_genforce_stylegan2(state_dict: Mapping[str, torch.Tensor]) -> StyleGAN2Generator:
-    """A genforce StyleGAN2 state dict -> generator; sizes come from its tensors."""
-    return build_stylegan2(canonical_state(state_dict))
+    """A genforce StyleGAN2 state dict (its tensors checked by the caller) -> generator.
+
+    Sizes come from its tensors; errors name keys as genforce spells them.
+    """
+    if W_AVG_KEY not in state_dict:
+        raise ValueError(f"missing key '{W_AVG_KEY}': genforce always stores the truncation centre")
+    with file_key_names(file_key):
+        return build_stylegan2(canonical_state(state_dict))

@@ -20,13 +20,14 @@ import torch
 
 from sefa_core.formats import Layout
 from sefa_core.formats.container import RawCheckpoint
-from sefa_core.models.base import Generator
+from sefa_core.models.base import Generator, check_file_tensors, file_key_names
 from sefa_core.models.stylegan2 import (
     INIT_RESOLUTION,
     MAPPING_LR_MULTIPLIER,
     build_stylegan2,
     shared_resample_filter,
 )
+from sefa_core.models.stylegan3 import W_AVG_KEY, build_stylegan3, nvidia_key
 
 EMA_KEY = "G_ema"
 STYLEGAN3_KEY = "synthesis.input.affine.weight"
@@ -87,25 +88,32 @@ def build_state_dict(raw: RawCheckpoint) -> Generator:
 
 
 def build_network(state: Mapping[str, torch.Tensor], kwargs: Mapping[str, Any] | None) -> Generator:
-    """An NVIDIA ``G_ema`` state dict (+ its constructor kwargs when known) -> generator."""
-    if STYLEGAN3_KEY in state:
-        from sefa_core.models.stylegan3 import build_stylegan3
+    """An NVIDIA ``G_ema`` state dict (+ its constructor kwargs when known) -> generator.
 
+    Errors name keys as NVIDIA spells them.
+    """
+    check_file_tensors(state)
+    if W_AVG_KEY not in state:
+        raise ValueError(f"missing key '{W_AVG_KEY}': NVIDIA's generators always store the truncation centre")
+    if STYLEGAN3_KEY in state:
         return build_stylegan3(dict(state), None if kwargs is None else dict(kwargs))
     if "mapping.embed.weight" in state or (kwargs or {}).get("c_dim", 0):
         raise ValueError("class-conditional networks (c_dim > 0) are not supported")
     if kwargs is None:
-        return build_stylegan2(canonical_state(state), conv_clamp=TRAIN_PY_CONV_CLAMP)
-    synthesis = kwargs.get("synthesis_kwargs") or {}
-    mapping = kwargs.get("mapping_kwargs") or {}
-    architecture = synthesis.get("architecture", "skip")
-    if architecture != "skip":
-        raise ValueError(f"only the 'skip' generator architecture is supported, not '{architecture}'")
-    return build_stylegan2(
-        canonical_state(state),
-        conv_clamp=synthesis.get("conv_clamp"),
-        mapping_lr_multiplier=mapping.get("lr_multiplier", MAPPING_LR_MULTIPLIER),
-    )
+        conv_clamp, mapping_lr_multiplier = TRAIN_PY_CONV_CLAMP, MAPPING_LR_MULTIPLIER
+    else:
+        synthesis = kwargs.get("synthesis_kwargs") or {}
+        architecture = synthesis.get("architecture", "skip")
+        if architecture != "skip":
+            raise ValueError(f"only the 'skip' generator architecture is supported, not '{architecture}'")
+        conv_clamp = synthesis.get("conv_clamp")
+        mapping_lr_multiplier = (kwargs.get("mapping_kwargs") or {}).get(
+            "lr_multiplier", MAPPING_LR_MULTIPLIER
+        )
+    with file_key_names(file_key):
+        return build_stylegan2(
+            canonical_state(state), conv_clamp=conv_clamp, mapping_lr_multiplier=mapping_lr_multiplier
+        )
 
 
 def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -115,7 +123,7 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     for key, value in source.items():
         if match := _MAPPING.fullmatch(key):
             state[f"mapping.layers.{match[1]}.{match[2]}"] = value
-        elif key == "mapping.w_avg":
+        elif key == W_AVG_KEY:
             state["w_avg"] = value
         elif key == STYLEGAN2_KEY:
             state["synthesis.const"] = value
@@ -131,6 +139,22 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             raise ValueError(f"unexpected tensor '{key}': only the 'skip' StyleGAN2 generator is supported")
     state["synthesis.resample_filter"] = shared_resample_filter(filters)
     return state
+
+
+_FILE_PARTS = {model: file for file, model in _CONV_PARTS.items()}
+_FILE_KEYS = {"synthesis.const": STYLEGAN2_KEY, "synthesis.resample_filter": "synthesis.b4.resample_filter"}
+
+
+def file_key(model_key: str) -> str:
+    """The NVIDIA key ``canonical_state`` reads ``model_key`` from: errors name what the file holds."""
+    match model_key.split("."):
+        case ["synthesis", "convs", row, *part]:
+            block = (int(row) + 1) // 2  # rows 2b - 1 and 2b are block b's conv0 (up) and conv1
+            layer = "conv1" if int(row) % 2 == 0 else "conv0"
+            return f"synthesis.b{INIT_RESOLUTION * 2**block}.{layer}.{_FILE_PARTS['.'.join(part)]}"
+        case ["synthesis", "to_rgbs", block, *part]:
+            return f"synthesis.b{INIT_RESOLUTION * 2 ** int(block)}.torgb.{_FILE_PARTS['.'.join(part)]}"
+    return _FILE_KEYS.get(model_key) or nvidia_key(model_key)  # the mapping network is StyleGAN3's
 
 
 PICKLE_LAYOUT = Layout("NVIDIA stylegan2-ada .pkl", matches_pickle, build_pickle)

@@ -3,6 +3,7 @@
 - ``convert_weight.py`` (the widely shared converted official weights): ``{'g_ema', 'latent_avg'}``.
 - ``train.py``: ``{'g', 'd', 'g_ema', 'g_optim', 'd_optim', 'args', 'ada_aug_p'}``; ``args`` is an
   ``argparse.Namespace`` (allow-listed by ``container``) and there is no ``latent_avg``.
+- a bare ``g_ema.state_dict()`` saved on its own (no ``latent_avg`` either).
 We always use ``g_ema`` (``g`` holds the non-averaged weights). Without ``latent_avg`` the
 truncation centre is the mean mapping output over 4096 seeded z (``build_stylegan2``), as
 rosinality's scripts compute it with ``g.mean_latent(4096)``. Size, style_dim, n_mlp and the
@@ -17,13 +18,15 @@ from typing import Any
 
 import torch
 
-from sefa_core.formats import Layout
+from sefa_core.formats import Layout, unwrap_state_dict
 from sefa_core.formats.container import RawCheckpoint
+from sefa_core.models.base import check_file_tensors, check_weight_values, file_key_names
 from sefa_core.models.stylegan2 import StyleGAN2Generator, build_stylegan2, shared_resample_filter
 
 EMA_KEY = "g_ema"
-LATENT_AVG_KEY = "latent_avg"
-SIGNATURE_KEYS = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
+LATENT_AVG_KEY = "latent_avg"  # beside g_ema, not in it
+CONST_KEY = "input.input"
+SIGNATURE_KEYS = ("style.1.weight", CONST_KEY, "conv1.conv.weight", "to_rgb1.conv.weight")
 _CONV_PARTS = {
     "conv.weight": "conv.weight",
     "conv.modulation.weight": "conv.affine.weight",
@@ -41,9 +44,8 @@ _NOISE = re.compile(r"noises\.noise_(\d+)")
 
 
 def _generator_state(content: Any) -> Mapping[str, torch.Tensor] | None:
-    if not isinstance(content, dict) or not isinstance(content.get(EMA_KEY), Mapping):
-        return None
-    return content[EMA_KEY]
+    """``g_ema`` of a train.py or convert_weight.py file, or the file itself if a bare state dict."""
+    return unwrap_state_dict(content, (EMA_KEY,))
 
 
 def matches(raw: RawCheckpoint) -> bool:
@@ -58,7 +60,7 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     for key, value in source.items():
         if match := _MAPPING.fullmatch(key):
             state[f"mapping.layers.{int(match[1]) - 1}.{match[2]}"] = value
-        elif key == "input.input":
+        elif key == CONST_KEY:
             state["synthesis.const"] = value[0]  # (1, C, 4, 4) -> (C, 4, 4)
         elif match := _CONV.fullmatch(key):
             row = 0 if match[1] == "conv1" else int(match[2]) + 1
@@ -87,14 +89,41 @@ def _squeeze(part: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+_FILE_PARTS = {model: file for file, model in _CONV_PARTS.items() if model != "bias"}
+_FILE_BIASES = {"convs": "activate.bias", "to_rgbs": "bias"}
+_FILE_KEYS = {
+    "w_avg": LATENT_AVG_KEY,
+    "synthesis.const": CONST_KEY,
+    "synthesis.resample_filter": "to_rgbs.0.upsample.kernel",
+}
+
+
+def file_key(model_key: str) -> str:
+    """The rosinality key ``canonical_state`` reads ``model_key`` from: errors name what the file holds."""
+    match model_key.split("."):
+        case ["mapping", "layers", index, part]:
+            return f"style.{int(index) + 1}.{part}"  # style.0 is PixelNorm
+        case ["synthesis", "convs", row, "noise_const"]:
+            return f"noises.noise_{row}"
+        case ["synthesis", ("convs" | "to_rgbs") as group, index, *part]:
+            first = "conv1" if group == "convs" else "to_rgb1"
+            name = first if index == "0" else f"{group}.{int(index) - 1}"
+            part = ".".join(part)
+            return f"{name}.{_FILE_BIASES[group] if part == 'bias' else _FILE_PARTS[part]}"
+    return _FILE_KEYS.get(model_key, model_key)
+
+
 def build(raw: RawCheckpoint) -> StyleGAN2Generator:
     source = _generator_state(raw.content)
     assert source is not None
+    check_file_tensors(source)
     state = canonical_state(source)
-    latent_avg = raw.content.get(LATENT_AVG_KEY)
-    if isinstance(latent_avg, torch.Tensor):
+    if LATENT_AVG_KEY in raw.content:  # canonical_state refused it inside a bare state dict
+        latent_avg = raw.content[LATENT_AVG_KEY]
+        check_weight_values(LATENT_AVG_KEY, latent_avg, floating=True)
         state["w_avg"] = latent_avg.reshape(-1)  # (style_dim,), sometimes saved as (1, style_dim)
-    return build_stylegan2(state)
+    with file_key_names(file_key):
+        return build_stylegan2(state)
 
 
 LAYOUTS = (Layout("rosinality .pt", matches, build),)

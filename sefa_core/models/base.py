@@ -11,7 +11,8 @@ Two edit spaces exist:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -150,32 +151,25 @@ class Generator(nn.Module, ABC):
 
     # ---- bookkeeping ----------------------------------------------------------------------
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Strict load; the first missing, mis-shaped, unexpected, non-float or non-finite key is named.
+        """Strict load; the first missing, mis-typed, mis-shaped or unexpected key is named.
 
-        Raises ValueError, which the format loaders turn into a CheckpointError naming the file.
+        Raises ``WeightError`` (a ValueError) under the model's key names; a loader that renamed the
+        file's keys wraps this call in ``file_key_names`` so that the user reads the file's names.
         """
         expected = self.state_dict()
-        missing = [key for key in expected if not isinstance(state.get(key), torch.Tensor)]
-        unexpected = [key for key in state if key not in expected]
-        misshaped = [
-            key
-            for key in expected
-            if key not in missing and tuple(state[key].shape) != tuple(expected[key].shape)
-        ]
+        missing = [key for key in expected if key not in state]
         if missing:
-            raise ValueError(f"missing key '{missing[0]}'{_and_more(missing)}")
+            raise WeightError(missing[0], f"missing key {KEY_SLOT}{_and_more(missing)}")
+        for key, wanted in expected.items():
+            check_weight_values(key, state[key], wanted.is_floating_point())
+        misshaped = [key for key in expected if tuple(state[key].shape) != tuple(expected[key].shape)]
         if misshaped:
             key = misshaped[0]
             found, wanted = tuple(state[key].shape), tuple(expected[key].shape)
-            raise ValueError(f"'{key}' has shape {found}, expected {wanted}{_and_more(misshaped)}")
+            raise WeightError(key, f"{KEY_SLOT} has shape {found}, expected {wanted}{_and_more(misshaped)}")
+        unexpected = [key for key in state if key not in expected]
         if unexpected:
-            raise ValueError(f"unexpected key '{unexpected[0]}'{_and_more(unexpected)}")
-        for key, wanted in expected.items():
-            found = state[key]
-            if wanted.is_floating_point() and not found.is_floating_point():
-                raise ValueError(f"'{key}' has dtype {found.dtype}, expected floating-point weights")
-            if found.is_floating_point() and not bool(torch.isfinite(found).all()):
-                raise ValueError(f"'{key}' contains NaN or Inf values; the checkpoint is damaged")
+            raise WeightError(unexpected[0], f"unexpected key {KEY_SLOT}{_and_more(unexpected)}")
         self.load_state_dict(dict(state), strict=True)
 
     @property
@@ -204,6 +198,70 @@ class Generator(nn.Module, ABC):
 
 def _and_more(keys: list[str]) -> str:
     return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+
+
+KEY_SLOT = "{key}"  # where a WeightError's message names its key
+INTEGER_BUFFERS = ("num_batches_tracked",)  # BatchNorm's step counter: the one integer a generator stores
+
+
+class WeightError(ValueError):
+    """A tensor that does not fit the model, named by its key: one line for the user.
+
+    The message is kept as a template so that a loader that renamed the file's keys can name the
+    key as the file spells it (``renamed``, ``file_key_names``).
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        """``problem`` holds ``KEY_SLOT`` where the quoted key goes."""
+        super().__init__(problem.replace(KEY_SLOT, f"'{key}'"))
+        self.key = key
+        self.problem = problem
+
+    def renamed(self, file_key: Callable[[str], str]) -> WeightError:
+        return WeightError(file_key(self.key), self.problem)
+
+
+@contextmanager
+def file_key_names(file_key: Callable[[str], str]) -> Iterator[None]:
+    """Inside, a ``WeightError`` about a model key names ``file_key(key)``: what the user's file holds.
+
+    ``file_key`` is a layout's inverse naming (model key -> the file key it is read from); it must
+    name keys the file lacks too, so that a missing key is reported as the file should spell it.
+    """
+    try:
+        yield
+    except WeightError as error:
+        raise error.renamed(file_key) from error
+
+
+def check_file_tensors(state: Mapping[str, object]) -> None:
+    """Check a file's state dict as stored, before a loader converts it.
+
+    A cast (``.float()``) or an added offset would hide an integer tensor, and a folded one (spectral
+    norm) would blame NaN on the wrong key. Only ``INTEGER_BUFFERS`` may be integer.
+    """
+    for key, value in state.items():
+        check_weight_values(key, value, floating=not key.endswith(INTEGER_BUFFERS))
+
+
+def check_weight_values(key: str, found: object, floating: bool) -> None:
+    """Refuse what no trained generator holds: non-tensors, sparse or data-less tensors, integer
+    weights (where ``floating``), NaN or Inf.
+
+    A damaged file would otherwise load and draw black or noisy images with no word of why.
+    """
+    if not isinstance(found, torch.Tensor):
+        raise WeightError(key, f"{KEY_SLOT} is a {type(found).__name__}, not a tensor")
+    if found.is_meta or found.layout != torch.strided:
+        kind = "meta" if found.is_meta else str(found.layout).removeprefix("torch.")
+        raise WeightError(key, f"{KEY_SLOT} is a {kind} tensor; a checkpoint holds dense weights")
+    if floating and not found.is_floating_point():
+        raise WeightError(key, f"{KEY_SLOT} has dtype {found.dtype}, expected floating-point weights")
+    if not found.is_floating_point() or bool(torch.isfinite(found).all()):
+        return
+    counts = [(int(torch.isnan(found).sum()), "NaN"), (int(torch.isinf(found).sum()), "infinite")]
+    bad = " and ".join(f"{count:,} {kind}" for count, kind in counts if count)
+    raise WeightError(key, f"{KEY_SLOT} holds {bad} (of {found.numel():,} values); the checkpoint is damaged")
 
 
 COARSE_LAYERS = (0, 1)  # W+ rows that set pose and shape, in the StyleGAN paper's reading

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sefa_core.models.base import Generator, wplus_from_w
+from sefa_core.models.base import Generator, file_key_names, wplus_from_w
 from sefa_core.models.stylegan2 import (
     DEMODULATE_EPS,
     LRELU_GAIN,
@@ -57,6 +57,8 @@ DEFAULT_FIRST_CUTOFF = 2.0
 
 IMG_CHANNELS = 3
 INPUT_AFFINE_FEATURES = 4  # (r_c, r_s, t_x, t_y)
+FILTER_KEYS = ("up_filter", "down_filter")  # every layer but the ToRGB resamples with both
+W_AVG_KEY = "mapping.w_avg"
 
 _MAPPING_KEY = re.compile(r"^mapping\.fc(\d+)\.(weight|bias)$")
 _LAYER_KEY = re.compile(r"^synthesis\.(L(\d+)_(\d+)_(\d+))\.weight$")
@@ -140,6 +142,19 @@ def _factor(taps: int, filter_size: int, key: str) -> int:
     return taps // filter_size
 
 
+def _check_filters(state_dict: dict[str, torch.Tensor], prefix: str, is_torgb: bool) -> None:
+    """NVIDIA gives every layer but the ToRGB an up and a down filter (its factors are >= 2).
+
+    Without one the layer would be read as not resampling: a different network, loaded silently.
+    """
+    for part in FILTER_KEYS:
+        key = f"{prefix}.{part}"
+        if key not in state_dict and not is_torgb:
+            raise ValueError(f"missing key '{key}': every StyleGAN3 layer but the ToRGB resamples")
+        if key in state_dict and is_torgb:
+            raise ValueError(f"unexpected key '{key}': the StyleGAN3 ToRGB layer does not resample")
+
+
 def infer_architecture(
     state_dict: dict[str, torch.Tensor], init_kwargs: dict[str, Any] | None = None
 ) -> StyleGAN3Architecture:
@@ -151,7 +166,7 @@ def infer_architecture(
     fc_indices = sorted({int(m.group(1)) for key in state_dict if (m := _MAPPING_KEY.match(key))})
     if not fc_indices or fc_indices != list(range(len(fc_indices))):
         raise ValueError("StyleGAN3 state dict needs consecutive mapping.fc0.weight, mapping.fc1.weight, ...")
-    _tensor(state_dict, "mapping.w_avg")
+    _tensor(state_dict, W_AVG_KEY)
     z_dim = _tensor(state_dict, "mapping.fc0.weight").shape[1]
     w_dim = _tensor(state_dict, f"mapping.fc{fc_indices[-1]}.weight").shape[0]
     mapping_kwargs = dict(kwargs.get("mapping_kwargs") or {})
@@ -173,6 +188,8 @@ def infer_architecture(
                 f"'{prefix}.weight' has shape {tuple(weight.shape)}, "
                 f"expected ({channels}, {in_channels}, k, k)"
             )
+        is_torgb = index == len(named) - 1
+        _check_filters(state_dict, prefix, is_torgb)
         up_filter = state_dict.get(f"{prefix}.up_filter")
         down_filter = state_dict.get(f"{prefix}.down_filter")
         up_taps = 1 if up_filter is None else up_filter.shape[-1]
@@ -190,7 +207,7 @@ def infer_architecture(
                 radial_down=down_filter is not None and down_filter.ndim == 2,
                 up_factor=_factor(up_taps, filter_size, f"{prefix}.up_filter"),
                 down_factor=_factor(down_taps, filter_size, f"{prefix}.down_filter"),
-                is_torgb=index == len(named) - 1,
+                is_torgb=is_torgb,
             )
         )
     if layers[-1].out_channels != IMG_CHANNELS or layers[-1].conv_kernel != 1:
@@ -460,7 +477,8 @@ def build_stylegan3(
     ``init_kwargs`` is the Generator's ``_init_kwargs`` (``nvidia_init_kwargs.json['init_kwargs']``).
     """
     generator = StyleGAN3Generator(infer_architecture(state_dict, init_kwargs))
-    generator.load_weights(module_state(state_dict))
+    with file_key_names(nvidia_key):
+        generator.load_weights(module_state(state_dict))
     return generator.eval()
 
 
@@ -470,7 +488,17 @@ def module_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     for key, value in state_dict.items():
         if match := _MAPPING_KEY.match(key):
             key = f"mapping.layers.{match[1]}.{match[2]}"
-        elif key == "mapping.w_avg":
+        elif key == W_AVG_KEY:
             key = "w_avg"
         state[key] = value
     return state
+
+
+def nvidia_key(module_key: str) -> str:
+    """The NVIDIA key ``module_state`` reads ``module_key`` from: errors name what the file holds."""
+    match module_key.split("."):
+        case ["mapping", "layers", index, part]:
+            return f"mapping.fc{index}.{part}"
+        case ["w_avg"]:
+            return W_AVG_KEY
+    return module_key

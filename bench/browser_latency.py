@@ -1,0 +1,146 @@
+"""How fast the editor follows a slider, as a browser sees it.
+
+    .venv/bin/python bench/browser_latency.py [--moves 60] [--drag-seconds 4]
+
+Starts the app on a free local port, opens it in headless Chromium and prints:
+- slider -> new pixels latency (p50, p95, max) over single moves: from the ``input`` event to the
+  first animation frame after the new image has decoded, and where that time goes;
+- updates per second during a continuous mouse drag (new images shown before mouse-up);
+- the app's resident memory (RSS) after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from browser_support import (  # noqa: E402 - the shared helpers live beside the tests
+    SLIDER,
+    chromium,
+    chromium_missing,
+    open_editor,
+    rss_mib,
+    running_app,
+)
+
+# Before the app loads: note when the page sends anything to the server (a slider request).
+NOTE_SENDS = """(() => {
+  window.sefaSends = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    window.sefaSends.push(performance.now());
+    return send.call(this, data);
+  };
+})();"""
+
+# In the page: watch the edited image; note when its src changes and when the new one is painted
+# (decoded, then the next animation frame). Components live in open shadow roots.
+IN_SHADOW = """(key, selector) => [...document.querySelectorAll(`.st-key-${key} *`)]
+  .find(e => e.shadowRoot).shadowRoot.querySelector(selector)"""
+WATCH_IMAGE = f"""() => {{
+  const target = ({IN_SHADOW})('edited', 'img');
+  window.sefaFrames = [];
+  new MutationObserver(() => {{
+    const src = target.getAttribute('src');
+    const changed = performance.now();
+    target.decode().catch(() => {{}}).then(() => requestAnimationFrame(() => {{
+      window.sefaFrames.push({{src, changed, t: performance.now()}});
+    }}));
+  }}).observe(target, {{attributes: true, attributeFilter: ['src']}});
+}}"""
+
+# In the page: move slider 0 to each value in turn, waiting for each new picture.
+SINGLE_MOVES = f"""async ([selector, values]) => {{
+  const input = ({IN_SHADOW})('sliders', selector);
+  const moves = [];
+  for (const value of values) {{
+    const before = window.sefaFrames.length;
+    await new Promise(r => setTimeout(r, 30));
+    const t0 = performance.now();
+    input.value = String(value);
+    input.dispatchEvent(new Event('input', {{bubbles: true}}));
+    while (window.sefaFrames.length === before) await new Promise(r => setTimeout(r, 1));
+    const frame = window.sefaFrames[before];
+    const sent = window.sefaSends.find(t => t >= t0) ?? t0;
+    moves.push({{
+      total: frame.t - t0, toSend: sent - t0, toSrc: frame.changed - sent, toPaint: frame.t - frame.changed,
+    }});
+  }}
+  return moves;
+}}"""
+PARTS = {
+    "toSend": "input -> request sent (waits for the next animation frame)",
+    "toSrc": "request sent -> new src set (server run + Streamlit frontend)",
+    "toPaint": "new src set -> painted (JPEG decode + next frame)",
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def single_moves(page, moves: int) -> list[dict[str, float]]:
+    values = [round((-1) ** i * (1 + (i % 40) * 0.2), 1) for i in range(moves)]  # always a new value
+    return page.evaluate(SINGLE_MOVES, [SLIDER.format(index=0), values])
+
+
+def continuous_drag(page, seconds: float) -> tuple[int, float]:
+    """Drag slider 1 back and forth with the mouse; new images shown before mouse-up."""
+    box = page.locator(SLIDER.format(index=1)).bounding_box()
+    y = box["y"] + box["height"] / 2
+    left, right = box["x"] + 6, box["x"] + box["width"] - 6
+    page.mouse.move((left + right) / 2, y)
+    page.mouse.down()
+    before = page.evaluate("window.sefaFrames.length")
+    started = time.perf_counter()
+    step = 0
+    while time.perf_counter() - started < seconds:
+        phase = (step % 120) / 120  # one sweep there and back every 120 moves
+        x = left + (right - left) * (2 * phase if phase < 0.5 else 2 - 2 * phase)
+        page.mouse.move(x, y)
+        page.wait_for_timeout(8)
+        step += 1
+    elapsed = time.perf_counter() - started
+    frames = page.evaluate(f"window.sefaFrames.length - {before}")  # each one a new src
+    page.mouse.up()
+    return frames, elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--moves", type=int, default=60)
+    parser.add_argument("--drag-seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    if reason := chromium_missing():
+        print(f"cannot measure: {reason}")
+        return 1
+    with running_app() as (url, pid), chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.add_init_script(NOTE_SENDS)
+        open_editor(page, url)
+        page.evaluate(WATCH_IMAGE)
+        single_moves(page, 5)  # warm-up: first runs compile and fill caches
+        moves = single_moves(page, args.moves)
+        frames, elapsed = continuous_drag(page, args.drag_seconds)
+        rss = rss_mib(pid)
+    latencies = [move["total"] for move in moves]
+    print(
+        f"slider -> new pixels over {len(latencies)} moves: p50 {percentile(latencies, 0.5):.1f} ms, "
+        f"p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms, "
+        f"mean {statistics.fmean(latencies):.1f} ms"
+    )
+    for key, label in PARTS.items():
+        print(f"  p50 {percentile([move[key] for move in moves], 0.5):5.1f} ms  {label}")
+    print(f"continuous drag: {frames} new frames in {elapsed:.2f} s = {frames / elapsed:.1f} updates/s")
+    print(f"app RSS after the run: {rss:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

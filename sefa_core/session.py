@@ -1,0 +1,282 @@
+"""One editing session without a UI: which code is shown, where the sliders stand, what to render.
+
+The editor (``app.py``) and its pages keep an ``EditState`` per user and call these functions; nothing
+here imports Streamlit, so every rule of the editor can be tested directly:
+
+    rows = CodeRows()                                            # no prepared codes: seeds only
+    state = new_state("default", generator, first_source(rows), rows, Settings("all", 10))
+    state = state.with_alphas(fit_alphas({0: 3.0}, 10))          # slider 0 at +3
+    pixels = render_edit(generator, factorize(generator, state.layers), state)   # uint8 (H, W, 3)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from sefa_core.config import MAX_NUM_SEMANTICS, ModelEntry, SliderRange
+from sefa_core.editing import apply_edits, distances
+from sefa_core.factorize import Semantics
+from sefa_core.models.base import Generator
+from sefa_core.recipe import Conditioning, Recipe
+from sefa_core.render import render_traversals, to_uint8
+
+MAX_SEED = 2**31 - 1  # fresh seeds stay in RandomState's range and in a 32-bit int input
+CUSTOM_LAYERS = "custom…"  # the layer picker's last entry: type a spec
+
+CodeKind = Literal["prepared", "seed", "upload"]
+
+
+# ---- sliders ------------------------------------------------------------------------------------
+def slider_label(index: int, eigenvalue: float) -> str:
+    """``Semantic 003 · λ=12.18``: which direction, and how strongly it moves the factorized layers."""
+    return f"Semantic {index:03d} · λ={eigenvalue:.2f}"
+
+
+def semantics_range(generator: Generator) -> tuple[int, int]:
+    """How many sliders a user may ask for: 1 .. min(direction_dim, 64)."""
+    return 1, min(generator.direction_dim, MAX_NUM_SEMANTICS)
+
+
+def fit_alphas(alphas: Sequence[float] | Mapping[int, float], count: int) -> tuple[float, ...]:
+    """Slider values for ``count`` sliders: kept where they exist, zero where they are new."""
+    values = dict(alphas) if isinstance(alphas, Mapping) else dict(enumerate(alphas))
+    return tuple(float(values.get(index, 0.0)) for index in range(count))
+
+
+def client_alphas(values: object, count: int, slider: SliderRange) -> tuple[float, ...] | None:
+    """Slider values a browser sent, checked: ``count`` finite numbers, clamped to the range; else None."""
+    if not isinstance(values, list | tuple) or len(values) != count:
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return None
+    return tuple(min(max(float(v), slider.min), slider.max) for v in values)
+
+
+def nonzero_alphas(alphas: Sequence[float]) -> dict[int, float]:
+    """Semantic index -> distance, for the sliders that moved."""
+    return {index: float(alpha) for index, alpha in enumerate(alphas) if alpha != 0.0}
+
+
+def layer_choices(entry: ModelEntry, generator: Generator) -> dict[str, str]:
+    """Preset name -> layer spec: the config's presets first, then the model's own."""
+    choices = dict(entry.layer_presets)
+    for name, spec in generator.layer_presets().items():
+        choices.setdefault(name, spec)
+    return choices
+
+
+# ---- which code is shown ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CodeSource:
+    """Where the shown code came from: prepared code ``index``, ``seed``, or an uploaded file's row."""
+
+    kind: CodeKind
+    index: int  # the row for "prepared" and "upload", the seed for "seed"
+    name: str = ""  # the uploaded file's name
+
+    @property
+    def label(self) -> str:
+        if self.kind == "seed":
+            return f"seed {self.index}"
+        if self.kind == "upload":
+            return f"{self.name} #{self.index}"
+        return f"prepared code #{self.index}"
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How seeds become codes: ``trunc_psi`` toward the average, on rows below ``trunc_layers``."""
+
+    psi: float = 1.0
+    layers: int | None = None
+
+
+@dataclass(frozen=True)
+class CodeRows:
+    """The codes a user can step through: the model's prepared codes, or an uploaded file's."""
+
+    rows: torch.Tensor | None = None  # (N, *code_shape), or None when there are none
+    kind: CodeKind = "prepared"
+    name: str = ""  # the uploaded file's name
+
+    def __len__(self) -> int:
+        return 0 if self.rows is None else len(self.rows)
+
+    def source(self, index: int) -> CodeSource:
+        return CodeSource(self.kind, index, self.name)
+
+
+def first_source(rows: CodeRows) -> CodeSource:
+    """The code a session starts on: the first row, else seed 0."""
+    return rows.source(0) if len(rows) else CodeSource("seed", 0)
+
+
+def next_source(current: CodeSource, rows: CodeRows, rng: random.Random) -> CodeSource:
+    """What ``Random`` shows next: the rows in order first, then fresh seeds.
+
+    The rows are stepped through from the one shown; after the last one, and from a seed, every
+    press draws a new seed, which is shown so that the face can be found again.
+    """
+    if current.kind == rows.kind and current.name == rows.name and current.index + 1 < len(rows):
+        return rows.source(current.index + 1)
+    return CodeSource("seed", rng.randint(0, MAX_SEED))
+
+
+def source_code(
+    generator: Generator, source: CodeSource, rows: CodeRows, truncation: Truncation
+) -> torch.Tensor:
+    """The code ``source`` names: (1, *code_shape) on the generator's device."""
+    if source.kind == "seed":
+        return generator.sample(1, source.index, truncation.psi, truncation.layers)
+    assert rows.rows is not None and source.kind == rows.kind, f"{source.label} is not among the rows"
+    assert 0 <= source.index < len(rows), f"no {source.label} here"
+    return rows.rows[source.index : source.index + 1].to(generator.device)
+
+
+# ---- the edit ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EditState:
+    """What the editor shows; shared with the pages, and enough to export or replay the edit."""
+
+    model: str  # the config name
+    digest: str  # sha256 of the checkpoint
+    layers: str  # the last layer spec that factorized
+    source: CodeSource
+    code: np.ndarray = field(repr=False)  # (1, *code_shape) float32, the unedited code
+    alphas: tuple[float, ...] = ()
+    truncation: Truncation = Truncation()
+    class_index: int | None = None  # class-conditional models only
+
+    def with_alphas(self, alphas: Sequence[float]) -> EditState:
+        return replace(self, alphas=tuple(float(a) for a in alphas))
+
+    def code_tensor(self, generator: Generator) -> torch.Tensor:
+        return torch.from_numpy(self.code).to(generator.device)
+
+    def conditioning(self) -> Conditioning | None:
+        """The class and truncation a class-conditional model synthesizes with; None otherwise."""
+        if self.class_index is None:
+            return None
+        return Conditioning(self.class_index, self.truncation.psi)
+
+    @property
+    def synthesis_kwargs(self) -> dict[str, Any]:
+        """What ``Generator.synthesize`` needs besides the codes (the class, for BigGAN)."""
+        conditioning = self.conditioning()
+        return conditioning.kwargs() if conditioning is not None else {}
+
+
+def edited_code(generator: Generator, semantics: Semantics, state: EditState) -> torch.Tensor:
+    """The shown code moved by the sliders: (1, *code_shape), exactly as ``sefa apply`` moves it."""
+    return apply_edits(state.code_tensor(generator), semantics, nonzero_alphas(state.alphas))
+
+
+def render_code(generator: Generator, code: torch.Tensor, state: EditState) -> np.ndarray:
+    """One code (1, *code_shape) as this state's model draws it (its class, if any): uint8 (H, W, 3)."""
+    return to_uint8(generator.synthesize(code, **state.synthesis_kwargs))[0]
+
+
+def render_edit(generator: Generator, semantics: Semantics, state: EditState) -> np.ndarray:
+    """The edited image, uint8 (H, W, 3)."""
+    return render_code(generator, edited_code(generator, semantics, state), state)
+
+
+def render_original(generator: Generator, state: EditState) -> np.ndarray:
+    """The unedited image, uint8 (H, W, 3)."""
+    return render_code(generator, state.code_tensor(generator), state)
+
+
+def edit_recipe(state: EditState) -> Recipe:
+    """The recipe that ``sefa apply`` replays to the same pixels: a seed, or the code itself."""
+    common = {
+        "model": state.model,
+        "digest": state.digest,
+        "layers": state.layers,
+        "edits": tuple(nonzero_alphas(state.alphas).items()),
+        "conditioning": state.conditioning(),
+    }
+    if state.source.kind == "seed":
+        return Recipe(
+            seed=state.source.index,
+            trunc_psi=state.truncation.psi,
+            trunc_layers=state.truncation.layers,
+            **common,
+        )
+    return Recipe(code=state.code[0], **common)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar chose besides the model: layers, how many sliders, truncation, class."""
+
+    layers: str
+    num_semantics: int
+    truncation: Truncation = Truncation()
+    class_index: int | None = None  # class-conditional models only
+
+
+def new_state(
+    model: str, generator: Generator, source: CodeSource, rows: CodeRows, settings: Settings
+) -> EditState:
+    """A state showing ``source`` with every slider at zero."""
+    code = source_code(generator, source, rows, settings.truncation)
+    return EditState(
+        model=model,
+        digest=generator.digest,
+        layers=settings.layers,
+        source=source,
+        code=code.detach().cpu().numpy().astype(np.float32),
+        alphas=fit_alphas((), settings.num_semantics),
+        truncation=settings.truncation,
+        class_index=settings.class_index,
+    )
+
+
+def show_source(state: EditState, generator: Generator, source: CodeSource, rows: CodeRows) -> EditState:
+    """Another code with the same slider values, so one edit can be tried on many faces."""
+    code = source_code(generator, source, rows, state.truncation)
+    return replace(state, source=source, code=code.detach().cpu().numpy().astype(np.float32))
+
+
+def apply_settings(
+    state: EditState, generator: Generator, rows: CodeRows, settings: Settings
+) -> tuple[EditState, bool]:
+    """``state`` under new sidebar settings, and whether the sliders had to move.
+
+    New layers mean new directions, so every slider goes back to 0; more or fewer sliders keep
+    the values of those that stay; a new truncation samples the shown seed again.
+    """
+    new_layers = settings.layers != state.layers
+    alphas = fit_alphas(() if new_layers else state.alphas, settings.num_semantics)
+    updated = replace(
+        state,
+        layers=settings.layers,
+        alphas=alphas,
+        truncation=settings.truncation,
+        class_index=settings.class_index,
+    )
+    if settings.truncation != state.truncation and state.source.kind == "seed":
+        updated = show_source(updated, generator, state.source, rows)
+    return updated, new_layers
+
+
+def traversal_frames(
+    generator: Generator, semantics: Semantics, state: EditState, index: int, slider: SliderRange, steps: int
+) -> np.ndarray:
+    """Slider ``index`` swept across its range, the other sliders where they stand: uint8 (S, H, W, 3)."""
+    assert 0 <= index < len(state.alphas), f"semantic {index} has no slider"
+    others = list(state.alphas)
+    others[index] = 0.0
+    start = edited_code(generator, semantics, state.with_alphas(others))
+    sweep = distances(slider.min, slider.max, steps)
+    pixels = render_traversals(
+        generator, start, semantics, [index], sweep, conditioning=state.synthesis_kwargs
+    )
+    return pixels[0, 0]  # (N=1, K=1, S, H, W, 3) -> (S, H, W, 3)

@@ -1,0 +1,144 @@
+// The semantic sliders. Values stream to Python WHILE a slider is dragged, not only on release.
+//
+// Flow control: at most one send per animation frame, and at most MAX_IN_FLIGHT requests not yet
+// rendered. Two in flight keep the server busy without a gap: while frame N renders, the next
+// position already waits on the server, and Streamlit folds every later position into that one
+// pending fragment rerun (the newest widget value wins, a running frame is never interrupted). So
+// the newest position is always the next one rendered, and stale positions are never rendered.
+//
+// Streamlit calls this function again whenever `data` changes (each rendered frame brings a new
+// `ack`), so the bank is built once, kept on the component's root, and only updated here.
+//
+// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int}
+//   revision changes when Python moves the sliders itself (Reset, a new model or layer set);
+//   ack is the `seq` of the newest request Python has rendered.
+// state sent: "live" = {alphas: [float], seq: int, final: bool}; final once a slider is let go.
+
+const MAX_IN_FLIGHT = 2;
+const IN_FLIGHT_TIMEOUT_MS = 2000; // a lost frame must not freeze the sliders
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  if (!parentElement.sefaBank) {
+    parentElement.sefaBank = createBank(parentElement);
+  }
+  parentElement.sefaBank.update(data, setStateValue);
+}
+
+function createBank(root) {
+  const list = document.createElement("div");
+  list.className = "bank";
+  root.appendChild(list);
+
+  const bank = {
+    rows: [], // [{input, output}]
+    shape: "", // labels and range the rows were built for
+    revision: null,
+    seq: 0, // the newest request sent
+    acked: 0, // the newest request rendered
+    sent: null, // the values of the newest request
+    final: false, // a slider was let go since the newest request
+    frameRequested: false,
+    timer: null,
+    setStateValue: null,
+  };
+
+  const values = () => bank.rows.map((row) => Number.parseFloat(row.input.value));
+  const same = (a, b) => a !== null && b !== null && a.length === b.length && a.every((v, i) => v === b[i]);
+  const windowOpen = () => bank.seq - bank.acked < MAX_IN_FLIGHT;
+
+  function flush() {
+    if (!windowOpen()) return; // the next ack calls flush again
+    const current = values();
+    if (!bank.final && same(current, bank.sent)) return;
+    bank.seq += 1;
+    bank.sent = current;
+    bank.setStateValue("live", { alphas: current, seq: bank.seq, final: bank.final });
+    bank.final = false;
+    clearTimeout(bank.timer);
+    bank.timer = setTimeout(() => {
+      bank.acked = bank.seq;
+      requestSend();
+    }, IN_FLIGHT_TIMEOUT_MS);
+  }
+
+  function requestSend() {
+    if (bank.frameRequested) return;
+    bank.frameRequested = true;
+    requestAnimationFrame(() => {
+      bank.frameRequested = false;
+      flush();
+    });
+  }
+
+  function showValue(row) {
+    row.output.textContent = Number.parseFloat(row.input.value).toFixed(2);
+  }
+
+  function build(data) {
+    list.replaceChildren();
+    bank.rows = data.labels.map((label, index) => {
+      const row = document.createElement("div");
+      row.className = "row";
+      const name = document.createElement("label");
+      name.textContent = label;
+      name.htmlFor = `semantic-${index}`;
+      name.title = "Double-click to put this slider back to 0";
+      const output = document.createElement("output");
+      const input = document.createElement("input");
+      Object.assign(input, { type: "range", id: `semantic-${index}`, min: data.min, max: data.max, step: data.step });
+      input.setAttribute("aria-label", label);
+      input.dataset.semantic = String(index);
+      const entry = { input, output };
+      input.addEventListener("input", () => {
+        showValue(entry);
+        requestSend();
+      });
+      input.addEventListener("change", () => {
+        bank.final = true;
+        requestSend();
+      });
+      name.addEventListener("dblclick", () => {
+        input.value = "0";
+        showValue(entry);
+        bank.final = true;
+        requestSend();
+      });
+      const head = document.createElement("div");
+      head.className = "head";
+      head.append(name, output);
+      row.append(head, input);
+      list.appendChild(row);
+      return entry;
+    });
+  }
+
+  function setValues(newValues) {
+    bank.rows.forEach((row, index) => {
+      row.input.value = String(newValues[index] ?? 0);
+      showValue(row);
+    });
+  }
+
+  bank.update = (data, setStateValue) => {
+    bank.setStateValue = setStateValue;
+    const shape = JSON.stringify([data.labels, data.min, data.max, data.step]);
+    if (shape !== bank.shape) {
+      bank.shape = shape;
+      build(data);
+      bank.revision = null; // new rows take Python's values
+    }
+    if (data.revision !== bank.revision) {
+      bank.revision = data.revision;
+      setValues(data.values);
+      bank.sent = values();
+    }
+    if (data.ack > bank.acked && data.ack <= bank.seq) {
+      bank.acked = data.ack;
+      if (bank.acked === bank.seq) clearTimeout(bank.timer);
+      flush(); // at once: the slider may have moved on while that frame rendered
+    }
+  };
+
+  return bank;
+}

@@ -1,0 +1,70 @@
+"""The two live widgets of the editor, as ``st.components.v2`` components (no iframe).
+
+``slider_bank`` sends slider values while they are dragged (one request in flight, newest value
+wins) and ``live_image`` swaps the pixels of one ``<img>`` in place, so one fragment rerun is one
+frame on screen. The frontends are the plain files in ``frontend/``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from sefa_core.config import SliderRange
+from sefa_core.render import LIVE_FORMAT, encode_image
+
+FRONTEND = Path(__file__).parent / "frontend"
+LIVE_STATE = "live"  # the component state the slider bank sends: {alphas: [float], seq: int}
+
+
+def _read(name: str) -> str:
+    return (FRONTEND / name).read_text(encoding="utf-8")
+
+
+_slider_bank = st.components.v2.component(
+    "sefa_studio.slider_bank", css=_read("slider_bank.css"), js=_read("slider_bank.js")
+)
+_live_image = st.components.v2.component(
+    "sefa_studio.live_image", css=_read("live_image.css"), js=_read("live_image.js")
+)
+
+
+def slider_bank(
+    labels: Sequence[str],
+    slider: SliderRange,
+    values: Sequence[float],
+    *,
+    revision: int,
+    ack: int,
+    key: str,
+    on_change: Callable[[], None],
+) -> None:
+    """One range slider per label. ``revision`` moves them to ``values``; ``ack`` frees the next send."""
+    _slider_bank(
+        key=key,
+        data={
+            "labels": list(labels),
+            "min": slider.min,
+            "max": slider.max,
+            "step": slider.step,
+            "values": [float(v) for v in values],
+            "revision": revision,
+            "ack": ack,
+        },
+        on_live_change=on_change,
+    )
+
+
+def image_src(pixels: np.ndarray) -> str:
+    """uint8 (H, W, 3) -> a JPEG data URI: no media-file request per frame."""
+    encoded = base64.b64encode(encode_image(pixels, LIVE_FORMAT)).decode("ascii")
+    return f"data:image/{LIVE_FORMAT.lower()};base64,{encoded}"
+
+
+def live_image(pixels: np.ndarray, caption: str, *, key: str) -> None:
+    """An image whose pixels change in place when it is drawn again with new ones."""
+    _live_image(key=key, data={"src": image_src(pixels), "alt": caption, "caption": caption})

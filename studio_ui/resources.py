@@ -1,0 +1,70 @@
+"""Models and prepared codes, loaded once per process and shared read-only by every session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from sefa_core.codes import load_codes
+from sefa_core.config import AppConfig, ModelEntry
+from sefa_core.errors import SefaError
+from sefa_core.formats import load_checkpoint
+from sefa_core.models.base import Generator
+from sefa_core.session import CodeRows
+
+MAX_CACHED_MODELS = 4  # a 1024 px StyleGAN2 holds ~120 MB of weights
+MAX_CACHED_CODE_FILES = 16
+TORCH_THREADS_ENV = "SEFA_TORCH_THREADS"
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Modification time and size: a replaced file is loaded again."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=MAX_CACHED_MODELS)
+def _generator(path: str, device: str, stamp: tuple[int, int]) -> Generator:
+    return load_checkpoint(path, device)
+
+
+def generator(path: Path, device: torch.device) -> Generator:
+    """The model at ``path`` on ``device``; one copy per process, shared by every session."""
+    return _generator(str(path), str(device), _stamp(path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=MAX_CACHED_CODE_FILES)
+def _code_rows(path: str, stamp: tuple[int, int], key: tuple[str, str], _model: Generator) -> torch.Tensor:
+    """``key`` (digest, device) names the model; ``_model`` itself is not hashed."""
+    return load_codes(path, _model)
+
+
+def prepared_codes(config: AppConfig, entry: ModelEntry, model: Generator) -> tuple[CodeRows, str]:
+    """The entry's prepared codes, and a line to show when there are none or they cannot be used."""
+    path = config.codes_path(entry)
+    if path is None:
+        return CodeRows(), ""
+    if not path.is_file():
+        return CodeRows(), f"{entry.codes}: not found, so Random samples seeds"
+    try:
+        rows = _code_rows(str(path), _stamp(path), (model.digest, str(model.device)), model)
+    except SefaError as error:
+        return CodeRows(), str(error)
+    return CodeRows(rows, "prepared"), ""
+
+
+def use_torch_threads() -> int:
+    """Cap the threads one render may use, in the calling thread; returns the cap.
+
+    The live view renders one small batch per frame, and every thread beyond the free cores spins
+    against the other sessions (and, on a laptop, the browser): on 2 shared cores, 2 threads gave
+    a p95 frame time 3x worse than 1. So half the cores, at least 1, unless SEFA_TORCH_THREADS says.
+    OpenMP keeps this setting per thread and Streamlit runs scripts and fragments on threads of
+    their own, so every run calls this (it costs well under a microsecond).
+    """
+    threads = int(os.environ.get(TORCH_THREADS_ENV, 0)) or max(1, (os.cpu_count() or 1) // 2)
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,248 @@
+"""Each user's editor state in ``st.session_state``, and the callbacks that change it.
+
+Sessions never share codes or slider values: all of it lives in the user's own session state.
+The pages read the editor's ``EditState`` under ``EDIT``. The rules themselves are in
+``sefa_core.session``; this module only stores their results.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from sefa_core import session
+from sefa_core.codes import load_codes
+from sefa_core.config import AppConfig, ModelEntry, SliderRange, load_config
+from sefa_core.device import resolve_device, run_with_cpu_fallback
+from sefa_core.errors import LayerSpecError, SefaError
+from sefa_core.factorize import Semantics, factorize
+from sefa_core.models.base import Generator
+from sefa_core.registry import model_statuses
+from sefa_core.session import CodeRows, CodeSource, EditState, Settings
+from studio_ui import resources
+
+log = logging.getLogger("sefa_studio")
+
+EDIT = "edit"  # the EditState the editor shows; tests and pages read it, tests may set it
+REVISION = "slider_revision"  # bumped whenever Python moves the sliders itself
+ACK = "live_ack"  # seq of the last slider request rendered
+GOOD_LAYERS = "good_layers"  # model -> the last layer spec that factorized
+CODE_REQUEST = "code_request"  # "random", "upload" or a CodeSource, set by callbacks
+UPLOADED = "uploaded_codes"  # (digest, CodeRows) of an uploaded code file
+RNG = "seed_rng"  # this session's source of fresh seeds
+SLIDERS = "sliders"  # the slider bank component
+LIVE_FRAGMENT = "live"  # reruns on every slider move: the edited image and the sliders
+EXPORTS_FRAGMENT = "exports"  # reruns when a slider is let go
+SEED_INPUT = "seed_input"
+CODE_PICK = "code_pick"
+CODE_UPLOAD = "code_upload"
+KEEP = "keep."  # value widgets under this prefix keep their choice while another page is open
+
+
+def keep_widget_values() -> None:
+    """Streamlit forgets a widget's value when its page is left; writing it back keeps it."""
+    for key in list(st.session_state):
+        if str(key).startswith(KEEP):
+            st.session_state[key] = st.session_state[key]
+
+
+def default(key: str, value: Any) -> str:
+    """Give widget ``key`` a first value (so the widget needs no ``value=``) and return the key."""
+    st.session_state.setdefault(key, value)
+    return key
+
+
+def one_line(error: BaseException) -> str:
+    """What a user reads: our errors as they are, anything else with its type."""
+    if isinstance(error, SefaError):
+        return str(error)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def show_error(error: BaseException, where: str = "") -> None:
+    """One line for this session; the traceback goes to the log."""
+    log.warning("%s failed", where or "the app", exc_info=error)
+    st.error(f"{where}: {one_line(error)}" if where else one_line(error), icon="⚠️")
+
+
+def render(generator: Generator, work: Callable[[], np.ndarray]) -> np.ndarray | None:
+    """Run a render; a GPU that fails moves the model to the CPU (with a notice) and tries again.
+
+    Any other failure is one line for this session and None.
+    """
+    try:
+        pixels, notice = run_with_cpu_fallback(generator, work)
+    except Exception as error:  # noqa: BLE001 - a generator that raises is one line for this session
+        show_error(error, "rendering")
+        return None
+    if notice:
+        st.toast(notice, icon="⚠️")
+    return pixels
+
+
+# ---- choosing the code: the callbacks only record the request; the script carries it out -------
+def request_random() -> None:
+    st.session_state[CODE_REQUEST] = "random"
+
+
+def request_seed() -> None:
+    st.session_state[CODE_REQUEST] = CodeSource("seed", int(st.session_state[SEED_INPUT]))
+
+
+def request_row(rows: CodeRows) -> None:
+    st.session_state[CODE_REQUEST] = rows.source(int(st.session_state[CODE_PICK]))
+
+
+def request_upload() -> None:
+    st.session_state[CODE_REQUEST] = "upload"
+
+
+def code_rows(generator: Generator, prepared: CodeRows) -> CodeRows:
+    """The rows Random steps through: this user's uploaded file for this model, else the prepared codes.
+
+    A pending upload is read here; a bad file shows one line and changes nothing.
+    """
+    if st.session_state.get(CODE_REQUEST) == "upload":
+        upload = st.session_state.get(CODE_UPLOAD)
+        if upload is None:
+            st.session_state.pop(UPLOADED, None)
+            st.session_state[CODE_REQUEST] = "first"
+        else:
+            try:
+                rows = load_codes(upload.getvalue(), generator, name=upload.name)
+            except SefaError as error:
+                st.session_state.pop(CODE_REQUEST)
+                show_error(error)
+            else:
+                uploaded = CodeRows(rows, "upload", upload.name)
+                st.session_state[UPLOADED] = (generator.digest, uploaded)
+                st.session_state[CODE_REQUEST] = uploaded.source(0)
+    digest, uploaded = st.session_state.get(UPLOADED, ("", None))
+    return uploaded if uploaded is not None and digest == generator.digest else prepared
+
+
+def edit_state(model: str, generator: Generator, rows: CodeRows, settings: Settings) -> EditState:
+    """This user's edit, in line with the sidebar and with any code they asked for."""
+    edit: EditState | None = st.session_state.get(EDIT)
+    request = st.session_state.pop(CODE_REQUEST, None)
+    if edit is None or edit.model != model or edit.digest != generator.digest:
+        edit = session.new_state(model, generator, session.first_source(rows), rows, settings)
+        _sliders_moved()
+    else:
+        edit, moved = session.apply_settings(edit, generator, rows, settings)
+        if moved:
+            _sliders_moved()
+    source = _requested_source(request, edit, rows)
+    if source is not None:
+        edit = session.show_source(edit, generator, source, rows)
+    _show_in_code_widgets(edit.source, rows)
+    st.session_state[EDIT] = edit
+    return edit
+
+
+def _requested_source(request: object, edit: EditState, rows: CodeRows) -> CodeSource | None:
+    if request == "random":
+        rng = st.session_state.setdefault(RNG, random.Random())
+        return session.next_source(edit.source, rows, rng)
+    if request == "first":
+        return session.first_source(rows)
+    return request if isinstance(request, CodeSource) else None
+
+
+def _show_in_code_widgets(source: CodeSource, rows: CodeRows) -> None:
+    """Point the seed box and the code picker at the code shown (they are drawn after this)."""
+    if source.kind == "seed":
+        st.session_state[SEED_INPUT] = source.index
+    elif source.kind == rows.kind and source.index < len(rows):
+        st.session_state[CODE_PICK] = source.index
+
+
+# ---- the sliders ------------------------------------------------------------------------------
+def _sliders_moved() -> None:
+    st.session_state[REVISION] = st.session_state.get(REVISION, 0) + 1
+
+
+def on_slider_drag(slider: SliderRange) -> None:
+    """The slider bank sent new values: keep them (checked) and acknowledge the request."""
+    live = st.session_state[SLIDERS].get("live") or {}
+    edit: EditState = st.session_state[EDIT]
+    alphas = session.client_alphas(live.get("alphas"), len(edit.alphas), slider)
+    if alphas is not None:
+        st.session_state[EDIT] = edit.with_alphas(alphas)
+    st.session_state[ACK] = live.get("seq", 0)
+    if live.get("final"):
+        st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])  # let go: the exports catch up
+
+
+def reset_sliders() -> None:
+    edit: EditState = st.session_state[EDIT]
+    st.session_state[EDIT] = edit.with_alphas(session.fit_alphas((), len(edit.alphas)))
+    _sliders_moved()
+    st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])
+
+
+def slider_revision() -> int:
+    return st.session_state.get(REVISION, 0)
+
+
+def slider_ack() -> int:
+    return st.session_state.get(ACK, 0)
+
+
+def semantics_for(generator: Generator, model: str, spec: str, fallback: str) -> tuple[Semantics, str]:
+    """SeFa on ``spec``; when it cannot be read, the last spec that could, and the one-line reason."""
+    good = st.session_state.setdefault(GOOD_LAYERS, {})
+    try:
+        semantics = factorize(generator, spec)
+    except LayerSpecError as error:
+        return factorize(generator, good.get(model, fallback)), str(error)
+    good[model] = spec
+    return semantics, ""
+
+
+# ---- what the pages see -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Editing:
+    """What the editor has open: the pages work on the same model, layers and code."""
+
+    config: AppConfig
+    entry: ModelEntry
+    generator: Generator
+    semantics: Semantics
+    edit: EditState
+
+
+def start_page(name: str, icon: str, heading: str) -> None:
+    """What every page does first: its tab title, the widget values kept, the thread cap, its heading."""
+    st.set_page_config(page_title=f"{name} · SeFa Studio", page_icon=icon, layout="wide")
+    keep_widget_values()
+    resources.use_torch_threads()
+    st.title(heading)
+
+
+def editing() -> Editing:
+    """The editor's model and code for a page; the page stops, after saying why, when there are none."""
+    edit: EditState | None = st.session_state.get(EDIT)
+    if edit is None:
+        st.info("Pick a model and a face in the editor first.")
+        st.page_link("app.py", label="Open the editor", icon=":material/tune:")
+        st.stop()
+    try:
+        config = load_config()
+        status = next(s for s in model_statuses(config) if s.entry.name == edit.model)
+        device = resolve_device(st.session_state.get(KEEP + "device", "auto"))
+        generator = resources.generator(status.path, device.device)
+        if generator.digest != edit.digest:
+            raise SefaError(f"{status.path} has changed since the editor loaded it; open the editor again")
+        semantics = factorize(generator, edit.layers)
+    except Exception as error:  # noqa: BLE001 - one line for this session, the app goes on
+        show_error(error, edit.model)
+        st.stop()
+    return Editing(config, status.entry, generator, semantics, edit)
