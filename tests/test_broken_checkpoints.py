@@ -34,10 +34,11 @@ from test_stylegan3 import make_stylegan3_state
 
 from sefa_core.default_model import default_checkpoint_path
 from sefa_core.errors import CheckpointError, SefaError
-from sefa_core.formats import load_checkpoint
+from sefa_core.formats import genforce_stylegan2, load_checkpoint, nvidia, rosinality
 from sefa_core.formats.container import read_checkpoint
 from sefa_core.models.base import Generator
 from sefa_core.models.stylegan2 import StyleGAN2Generator
+from sefa_core.models.stylegan3 import build_stylegan3, module_state, nvidia_key
 
 State = dict[str, torch.Tensor]
 EXTRA_KEY = "extra.weight"
@@ -204,6 +205,14 @@ FILE_KINDS = [
         "synthesis.convs.3.conv.affine.weight",
     ),
     FileKind(
+        "rosinality-bare-g_ema",
+        "rosinality .pt",
+        lambda: _rosinality_state(sg2()),
+        save_torch("g_ema.pt"),
+        "convs.2.conv.modulation.weight",
+        "synthesis.convs.3.conv.affine.weight",
+    ),
+    FileKind(
         "nvidia-state-dict",
         "NVIDIA state dict",
         lambda: _nvidia_state(sg2()),
@@ -280,25 +289,11 @@ BREAKAGES = [
 ]
 KEY_BREAKAGES = [breakage for breakage in BREAKAGES if breakage.names_victim]
 
-BIGGAN_CASTS = pytest.mark.xfail(
-    strict=True,
-    reason="formats/biggan.py casts with .float() and folds spectral norm (weight_orig / sigma) before "
-    "Generator.load_weights sees the tensors: int weights load, NaN/Inf are blamed on weight_u/weight_v",
-)
-
 
 def _matrix() -> list:
-    cases = []
-    for kind in FILE_KINDS:
-        for breakage in BREAKAGES:
-            biggan_gap = kind.name == "biggan-folder" and breakage.name in (
-                "int-dtype",
-                "nan-weights",
-                "inf-weights",
-            )
-            marks = [BIGGAN_CASTS] if biggan_gap else []
-            cases.append(pytest.param(kind, breakage, id=f"{kind}-{breakage}", marks=marks))
-    return cases
+    return [
+        pytest.param(kind, breakage, id=f"{kind}-{breakage}") for kind in FILE_KINDS for breakage in BREAKAGES
+    ]
 
 
 def refusal(path: Path) -> CheckpointError:
@@ -335,11 +330,6 @@ def test_broken_file_is_refused_in_one_line_naming_the_problem(
     assert any(f"'{key}'" in message for key in named if key), message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the StyleGAN2 loaders (genforce_stylegan2, rosinality, nvidia) rename keys before "
-    "Generator.load_weights checks them, so errors name the model's key, not the file's",
-)
 @pytest.mark.parametrize("kind", RENAMING_KINDS, ids=str)
 def test_error_names_the_broken_key_as_the_file_spells_it(kind: FileKind, tmp_path: Path) -> None:
     """A user searches the file for the key the error names; the model's internal name is not there."""
@@ -365,9 +355,9 @@ MISPLACED = [
     ("dcgan-under-g_ema", lambda: {"g_ema": tutorial_dcgan_state()}, "g_ema", "PyTorch-tutorial DCGAN"),
     ("dcgan-under-G_ema", lambda: {"G_ema": tutorial_dcgan_state()}, "G_ema", "PyTorch-tutorial DCGAN"),
     (
-        "dcgan-under-generator_smooth",
-        lambda: {"generator_smooth": tutorial_dcgan_state(), "discriminator": {}},
-        "generator_smooth",
+        "dcgan-under-model",
+        lambda: {"model": tutorial_dcgan_state(), "optimizer": {"lr": torch.tensor(0.0002)}},
+        "model",
         "PyTorch-tutorial DCGAN",
     ),
     (
@@ -386,7 +376,7 @@ MISPLACED = [
         "rosinality-stylegan2-under-netG_state_dict",
         lambda: {"netG_state_dict": _rosinality_state(sg2())},
         "netG_state_dict",
-        "conv1.activate.bias",
+        "rosinality .pt",
     ),
     (
         "genforce-container-with-rosinality-keys",
@@ -396,7 +386,7 @@ MISPLACED = [
             "generator_smooth": _rosinality_state(sg2()),
         },
         "generator",
-        "conv1.activate.bias",
+        "rosinality .pt",
     ),
     (
         "rosinality-container-with-genforce-keys",
@@ -414,7 +404,7 @@ MISPLACED = [
         "nvidia-container-with-rosinality-keys",
         lambda: {"G_ema": _rosinality_state(sg2())},
         "G_ema",
-        "conv1.activate.bias",
+        "rosinality .pt",
     ),
     (
         "stylegan3-under-g_ema",
@@ -482,13 +472,225 @@ def test_legacy_and_zip_torch_files_under_a_zip_name_load_alike(zipped: bool, tm
     assert generator.source_format == "PyTorch-tutorial DCGAN" and generator.resolution == 64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="formats/genforce_stylegan2.py adds genforce's style bias offset (+1.0) before the dtype "
-    "check, which turns an int tensor into a float one",
-)
 def test_int_tensor_the_loader_shifts_is_still_refused(tmp_path: Path) -> None:
     state = _genforce_state(sg2())
     key = "synthesis.layer3.style.bias"
     state[key] = state[key].round().to(torch.int32)
     assert "dtype torch.int32" in refusal(save_genforce(tmp_path, state)).problem
+
+
+# ---- naming: errors name keys as the file spells them ------------------------------------------
+def _tagged(state: State) -> State:
+    """Every tensor filled with its own tag (10, 20, ...), so a converted tensor tells where it came from."""
+    return {
+        key: torch.full_like(value, 10.0 * tag) for tag, (key, value) in enumerate(state.items(), start=1)
+    }
+
+
+def _is_filter_copy(key: str) -> bool:
+    """The per-layer FIR copies a StyleGAN2 loader merges into its one shared filter."""
+    return key.endswith(("kernel", "resample_filter"))
+
+
+RENAMINGS = [
+    pytest.param(
+        lambda: _genforce_state(sg2()),
+        genforce_stylegan2.canonical_state,
+        genforce_stylegan2.file_key,
+        lambda state: sg2().state_dict(),
+        id="genforce-stylegan2",
+    ),
+    pytest.param(
+        lambda: _rosinality_state(sg2()),
+        rosinality.canonical_state,
+        rosinality.file_key,
+        lambda state: {key: value for key, value in sg2().state_dict().items() if key != "w_avg"},
+        id="rosinality",
+    ),
+    pytest.param(
+        lambda: _nvidia_state(sg2()),
+        nvidia.canonical_state,
+        nvidia.file_key,
+        lambda state: sg2().state_dict(),
+        id="nvidia-stylegan2",
+    ),
+    pytest.param(
+        lambda: make_stylegan3_state("t", SG3_RESOLUTION, SG3_LAYERS, SG3_CHANNELS),
+        module_state,
+        nvidia_key,
+        lambda state: build_stylegan3(state).state_dict(),
+        id="nvidia-stylegan3",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make_state", "convert", "file_key", "model_state"), RENAMINGS)
+def test_each_model_key_is_named_by_the_file_key_it_is_read_from(
+    make_state: Callable[[], State],
+    convert: Callable[[State], State],
+    file_key: Callable[[str], str],
+    model_state: Callable[[State], State],
+) -> None:
+    """A layout's inverse naming undoes its loader's renaming exactly, for every key the model has.
+
+    It names the keys in errors, those a file lacks included, so it must agree with the conversion.
+    """
+    source = _tagged(make_state())
+    converted = convert(source)
+    model_keys = set(model_state(make_state()))
+    assert set(converted) == model_keys
+    for model_key, value in converted.items():
+        named = file_key(model_key)
+        assert named in source, f"{model_key} -> {named}, which the file does not hold"
+        if _is_filter_copy(named):
+            continue  # merged from every copy, normalised
+        offset = float(value.flatten()[0] - source[named].flatten()[0])
+        assert offset in (0.0, genforce_stylegan2.STYLE_BIAS_OFFSET), f"{model_key} is not read from {named}"
+    unnamed = set(source) - {file_key(key) for key in converted}
+    assert all(_is_filter_copy(key) for key in unnamed), unnamed
+
+
+# (file kind, a key the loader renames, deleted from the file): the error names it as the file does.
+MISSING_RENAMED_KEYS = [
+    ("genforce-stylegan2", "synthesis.layer2.noise"),
+    ("genforce-stylegan2", "synthesis.output1.style.bias"),
+    ("rosinality-convert-weight", "noises.noise_3"),
+    ("rosinality-train", "to_rgbs.0.bias"),
+    ("rosinality-bare-g_ema", "conv1.activate.bias"),
+    ("nvidia-state-dict", "synthesis.b16.conv0.noise_const"),
+    ("nvidia-pkl", "mapping.fc1.bias"),
+    ("stylegan3-state-dict", "mapping.fc1.bias"),
+]
+
+
+@pytest.mark.parametrize(("kind_name", "key"), MISSING_RENAMED_KEYS)
+def test_missing_key_is_named_as_the_file_would_spell_it(kind_name: str, key: str, tmp_path: Path) -> None:
+    kind = next(kind for kind in FILE_KINDS if kind.name == kind_name)
+    state = kind.make_state()
+    assert key in state
+    message = refusal(kind.write(tmp_path, _without(state, key))).problem
+    assert f"missing key '{key}'" in message, message
+
+
+# ---- values are checked as the file stores them -------------------------------------------------
+@pytest.mark.parametrize(
+    "key",
+    [
+        "generator.layers.0.conv_1.weight_v",  # folded with weight_orig and weight_u into one weight
+        "generator.gen_z.weight_u",
+    ],
+)
+def test_nan_in_a_spectral_norm_vector_is_blamed_on_that_vector(key: str, tmp_path: Path) -> None:
+    state = reference_state_dict(TINY_CONFIG)
+    state[key] = _with_value(state[key], float("nan"))
+    message = refusal(biggan_folder(tmp_path, state)).problem
+    assert f"'{key}' holds 1 NaN" in message, message
+
+
+def test_half_precision_biggan_weights_still_load(tmp_path: Path) -> None:
+    """The raw check refuses integers, not the float16 some shared checkpoints are saved in."""
+    state = {key: value.half() for key, value in reference_state_dict(TINY_CONFIG).items()}
+    generator = load_checkpoint(biggan_folder(tmp_path, state), device="cpu")
+    assert generator.layer_weight(0).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("latent_avg", "problem"),
+    [
+        (torch.zeros(TINY_W, dtype=torch.int64), r"has dtype torch\.int64"),
+        (torch.full((TINY_W,), torch.inf), r"holds \d+ infinite"),
+        (torch.zeros(TINY_W + 1), rf"has shape \({TINY_W + 1},\)"),  # checked by the model as its w_avg
+    ],
+    ids=["int", "inf", "shape"],
+)
+def test_damaged_latent_avg_beside_g_ema_is_refused(
+    latent_avg: torch.Tensor, problem: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "stylegan2.pt"
+    torch.save({"g_ema": _rosinality_state(sg2()), "latent_avg": latent_avg}, path)
+    message = refusal(path).problem
+    assert re.search(rf"'latent_avg' {problem}", message), message
+
+
+def test_only_batchnorm_step_counters_may_be_integer(tmp_path: Path) -> None:
+    state = tutorial_dcgan_state()
+    state["main.1.running_mean"] = state["main.1.running_mean"].round().long()
+    message = refusal(save_torch("weights.tar")(tmp_path, state)).problem
+    assert "'main.1.running_mean' has dtype torch.int64" in message, message
+
+
+# ---- gaps a hardening sweep found -----------------------------------------------------------------
+def _stylegan3_layer(state: State, index: int) -> str:
+    """The ``synthesis.L{index}_{size}_{channels}`` prefix of one StyleGAN3 layer."""
+    return next(
+        key.removesuffix(".weight")
+        for key in state
+        if re.fullmatch(rf"synthesis\.L{index}_\d+_\d+\.weight", key)
+    )
+
+
+@pytest.mark.parametrize("part", ["up_filter", "down_filter"])
+@pytest.mark.parametrize("kind_name", ["stylegan3-state-dict", "stylegan3-pkl"])
+def test_stylegan3_layer_without_its_resampling_filter_is_refused(
+    kind_name: str, part: str, tmp_path: Path
+) -> None:
+    """Read as a layer that does not resample, it would load silently as a different network."""
+    kind = next(kind for kind in FILE_KINDS if kind.name == kind_name)
+    state = kind.make_state()
+    key = f"{_stylegan3_layer(state, 1)}.{part}"
+    message = refusal(kind.write(tmp_path, _without(state, key))).problem
+    assert f"missing key '{key}'" in message, message
+
+
+def test_stylegan3_torgb_with_a_resampling_filter_is_refused(tmp_path: Path) -> None:
+    state = make_stylegan3_state("t", SG3_RESOLUTION, SG3_LAYERS, SG3_CHANNELS)
+    key = f"{_stylegan3_layer(state, SG3_LAYERS)}.up_filter"  # the last layer is the ToRGB
+    state[key] = state[f"{_stylegan3_layer(state, 1)}.up_filter"]
+    message = refusal(save_torch("stylegan3-t.pt")(tmp_path, state)).problem
+    assert f"unexpected key '{key}'" in message, message
+
+
+@pytest.mark.parametrize(
+    ("kind_name", "key"),
+    [
+        ("genforce-stylegan2", "truncation.w_avg"),
+        ("nvidia-state-dict", "mapping.w_avg"),
+        ("nvidia-pkl", "mapping.w_avg"),
+    ],
+)
+def test_stylegan2_file_without_the_w_avg_its_format_always_stores_is_refused(
+    kind_name: str, key: str, tmp_path: Path
+) -> None:
+    """Only rosinality's train.py files lack the truncation centre (and get the estimated mean)."""
+    kind = next(kind for kind in FILE_KINDS if kind.name == kind_name)
+    message = refusal(kind.write(tmp_path, _without(kind.make_state(), key))).problem
+    assert f"missing key '{key}'" in message, message
+
+
+def test_bare_rosinality_g_ema_state_dict_loads_like_a_train_py_file(tmp_path: Path) -> None:
+    """Neither stores latent_avg: both get the same estimated truncation centre and draw the same images."""
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "train").mkdir()
+    bare = load_checkpoint(save_torch("g_ema.pt")(tmp_path / "bare", _rosinality_state(sg2())), device="cpu")
+    train = load_checkpoint(
+        save_torch("550000.pt", rosinality_train_container)(tmp_path / "train", _rosinality_state(sg2())),
+        device="cpu",
+    )
+    assert bare.source_format == "rosinality .pt"
+    torch.testing.assert_close(bare.w_avg, train.w_avg, atol=0, rtol=0)
+    codes = train.sample(2, seed=1, trunc_psi=0.7)
+    torch.testing.assert_close(bare.synthesize(codes), sg2().synthesize(codes), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("with_generator", [True, False], ids=["both", "generator_smooth-only"])
+def test_dcgan_in_genforces_container_loads_generator_smooth(with_generator: bool, tmp_path: Path) -> None:
+    """sefa's order: the averaged ``generator_smooth`` when present, not the raw ``generator``."""
+    smooth, raw = tutorial_dcgan_state(seed=1), tutorial_dcgan_state(seed=2)
+    content = {"generator_smooth": smooth, "discriminator": {"layer0.weight": torch.zeros(1)}}
+    if with_generator:
+        content["generator"] = raw
+    torch.save(content, tmp_path / "dcgan.pth")
+    generator = load_checkpoint(tmp_path / "dcgan.pth", device="cpu")
+    assert generator.source_format == "PyTorch-tutorial DCGAN"
+    loaded = generator.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in smooth.items())

@@ -23,6 +23,7 @@ from torch import nn
 from sefa_core.errors import CheckpointError
 from sefa_core.formats import Layout
 from sefa_core.formats.container import RawCheckpoint
+from sefa_core.models.base import check_file_tensors
 from sefa_core.models.biggan import RGB_CHANNELS, START_SIZE, BigGANGenerator, BlockSpec
 
 CONFIG_NAME = "config.json"
@@ -182,9 +183,10 @@ def spectral_norm_weights(generator: BigGANGenerator) -> set[str]:
 
 
 def effective_state_dict(
-    state: dict[str, Any], generator: BigGANGenerator, path: Path
+    state: dict[str, torch.Tensor], generator: BigGANGenerator, path: Path
 ) -> dict[str, torch.Tensor]:
-    """The file's state dict with spectral norm folded in, checked key by key against ``generator``."""
+    """The file's state dict (tensors checked by ``check_file_tensors``) with spectral norm folded in,
+    checked key by key against ``generator``."""
     normalised = spectral_norm_weights(generator)
     expected_shapes = {key: tensor.shape for key, tensor in generator.state_dict().items()}
     expected_keys = {
@@ -207,14 +209,17 @@ def effective_state_dict(
             weights[key] = _spectral_normalised(state, key, shape, path)
         else:
             tensor = state[key]
-            if not isinstance(tensor, torch.Tensor) or tensor.shape != shape:
-                found = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-                raise CheckpointError(path, f"'{key}' should have shape {tuple(shape)}, found {found}")
+            if tensor.shape != shape:
+                raise CheckpointError(
+                    path, f"'{key}' should have shape {tuple(shape)}, found {tuple(tensor.shape)}"
+                )
             weights[key] = tensor.float()
     return weights
 
 
-def _spectral_normalised(state: dict[str, Any], key: str, shape: torch.Size, path: Path) -> torch.Tensor:
+def _spectral_normalised(
+    state: dict[str, torch.Tensor], key: str, shape: torch.Size, path: Path
+) -> torch.Tensor:
     """``weight_orig / (u · (W_mat v))`` with the stored u and v, in float32 as the eval forward does."""
     weight, u, v = (state[key + suffix] for suffix in SN_SUFFIXES)
     out_features = shape[0]
@@ -224,9 +229,8 @@ def _spectral_normalised(state: dict[str, Any], key: str, shape: torch.Size, pat
         (key + "_u", u, (out_features,)),
         (key + "_v", v, (in_features,)),
     ):
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != wanted:
-            found = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise CheckpointError(path, f"'{name}' should have shape {wanted}, found {found}")
+        if tuple(tensor.shape) != wanted:
+            raise CheckpointError(path, f"'{name}' should have shape {wanted}, found {tuple(tensor.shape)}")
     weight, u, v = weight.float(), u.float(), v.float()
     sigma = torch.dot(u, torch.mv(weight.reshape(out_features, -1), v))  # (out, in·kh·kw) @ (in·kh·kw,)
     if not torch.isfinite(sigma) or sigma == 0:
@@ -236,6 +240,7 @@ def _spectral_normalised(state: dict[str, Any], key: str, shape: torch.Size, pat
 
 def build(raw: RawCheckpoint) -> BigGANGenerator:
     state = raw.content
+    check_file_tensors(state)  # as stored: folding spectral norm casts to float and mixes three tensors
     config = read_config(raw.path)
     generator = BigGANGenerator(**infer_architecture(state, config, raw.path))
     generator.load_weights(effective_state_dict(state, generator, raw.path))

@@ -99,21 +99,20 @@ def build_network(state: Mapping[str, torch.Tensor], kwargs: Mapping[str, Any] |
         return build_stylegan3(dict(state), None if kwargs is None else dict(kwargs))
     if "mapping.embed.weight" in state or (kwargs or {}).get("c_dim", 0):
         raise ValueError("class-conditional networks (c_dim > 0) are not supported")
-    if kwargs is None:
-        conv_clamp, mapping_lr_multiplier = TRAIN_PY_CONV_CLAMP, MAPPING_LR_MULTIPLIER
+    if kwargs is None:  # a bare state dict records no constructor options
+        options: dict[str, Any] = {"conv_clamp": TRAIN_PY_CONV_CLAMP}
     else:
         synthesis = kwargs.get("synthesis_kwargs") or {}
+        mapping = kwargs.get("mapping_kwargs") or {}
         architecture = synthesis.get("architecture", "skip")
         if architecture != "skip":
             raise ValueError(f"only the 'skip' generator architecture is supported, not '{architecture}'")
-        conv_clamp = synthesis.get("conv_clamp")
-        mapping_lr_multiplier = (kwargs.get("mapping_kwargs") or {}).get(
-            "lr_multiplier", MAPPING_LR_MULTIPLIER
-        )
+        options = {
+            "conv_clamp": synthesis.get("conv_clamp"),
+            "mapping_lr_multiplier": mapping.get("lr_multiplier", MAPPING_LR_MULTIPLIER),
+        }
     with file_key_names(file_key):
-        return build_stylegan2(
-            canonical_state(state), conv_clamp=conv_clamp, mapping_lr_multiplier=mapping_lr_multiplier
-        )
+        return build_stylegan2(canonical_state(state), **options)
 
 
 def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -105,10 +105,10 @@ def file_key(model_key: str) -> str:
             return f"style.{int(index) + 1}.{part}"  # style.0 is PixelNorm
         case ["synthesis", "convs", row, "noise_const"]:
             return f"noises.noise_{row}"
-        case ["synthesis", ("convs" | "to_rgbs") as group, index, *part]:
-            first = "conv1" if group == "convs" else "to_rgb1"
+        case ["synthesis", ("convs" | "to_rgbs") as group, index, *parts]:
+            first = "conv1" if group == "convs" else "to_rgb1"  # rosinality's row 0 / ToRGB 0
             name = first if index == "0" else f"{group}.{int(index) - 1}"
-            part = ".".join(part)
+            part = ".".join(parts)
             return f"{name}.{_FILE_BIASES[group] if part == 'bias' else _FILE_PARTS[part]}"
     return _FILE_KEYS.get(model_key, model_key)
 

@@ -151,7 +151,7 @@ class Generator(nn.Module, ABC):
 
     # ---- bookkeeping ----------------------------------------------------------------------
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Strict load; the first missing, mis-typed, mis-shaped or unexpected key is named.
+        """Strict load naming the first missing, damaged, mis-shaped or unexpected key.
 
         Raises ``WeightError`` (a ValueError) under the model's key names; a loader that renamed the
         file's keys wraps this call in ``file_key_names`` so that the user reads the file's names.
@@ -245,10 +245,10 @@ def check_file_tensors(state: Mapping[str, object]) -> None:
 
 
 def check_weight_values(key: str, found: object, floating: bool) -> None:
-    """Refuse what no trained generator holds: non-tensors, sparse or data-less tensors, integer
-    weights (where ``floating``), NaN or Inf.
+    """Refuse what no trained generator holds, naming ``key``.
 
-    A damaged file would otherwise load and draw black or noisy images with no word of why.
+    Non-tensors, sparse or meta tensors, NaN and Inf always; integers where ``floating``. A damaged
+    file would otherwise load and draw black or noisy images with no word of why.
     """
     if not isinstance(found, torch.Tensor):
         raise WeightError(key, f"{KEY_SLOT} is a {type(found).__name__}, not a tensor")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sefa_core.models.base import Generator, style_layer_presets, wplus_from_w
+from sefa_core.models.base import KEY_SLOT, Generator, WeightError, style_layer_presets, wplus_from_w
 
 INIT_RESOLUTION = 4  # the learned constant the synthesis network starts from
 IMAGE_CHANNELS = 3
@@ -363,7 +363,11 @@ def build_stylegan2(
     num_resolutions = sum(1 for key in state if re.fullmatch(r"synthesis\.to_rgbs\.\d+\.conv\.weight", key))
     if not mapping_keys or num_resolutions < 2:
         raise ValueError("no mapping layers or fewer than two ToRGB layers: not a StyleGAN2 generator")
-    to_rgb_weights = [state[f"synthesis.to_rgbs.{k}.conv.weight"] for k in range(num_resolutions)]
+    to_rgb_keys = [f"synthesis.to_rgbs.{k}.conv.weight" for k in range(num_resolutions)]
+    for key in to_rgb_keys:
+        if key not in state:  # the indices counted above have a gap
+            raise WeightError(key, f"missing key {KEY_SLOT}")
+    to_rgb_weights = [state[key] for key in to_rgb_keys]
     if to_rgb_weights[0].shape[0] != IMAGE_CHANNELS:
         raise ValueError(f"the generator makes {to_rgb_weights[0].shape[0]}-channel images, not RGB")
     generator = StyleGAN2Generator(
