@@ -98,7 +98,11 @@ num_semantics = st.sidebar.slider(
 truncation = Truncation()
 if generator.edit_space == "w+" or generator.num_classes:
     psi = st.sidebar.slider(
-        "Truncation ψ", 0.0, 1.0, step=0.05, key=state.default(f"{state.KEEP}psi.{model}", entry.trunc_psi)
+        "Truncation ψ",
+        generator.min_trunc_psi,
+        1.0,
+        step=0.05,
+        key=state.default(f"{state.KEEP}psi.{model}", max(entry.trunc_psi, generator.min_trunc_psi)),
     )
     cutoff = None
     if generator.edit_space == "w+":
@@ -147,9 +151,8 @@ if len(rows):
         on_change=state.request_row,
         args=(rows,),
     )
-upload_col.file_uploader(
+upload_col.file_uploader(  # no type=: Streamlit would raise on another name, the app says one line
     f"Upload codes (.npy, up to {MAX_CODE_FILE_BYTES // MIB} MiB)",
-    type=["npy"],
     max_upload_size=MAX_CODE_FILE_BYTES // MIB,
     key=state.CODE_UPLOAD,
     on_change=state.request_upload,

@@ -81,9 +81,8 @@ with load_tab:
         index=None,
         placeholder="none",
     )
-    upload = st.file_uploader(
+    upload = st.file_uploader(  # no type=: Streamlit would raise on another name; the content is sniffed
         f"…or upload one (.json or .npz, up to {MAX_DIRECTION_SET_BYTES // MIB} MiB)",
-        type=[s.lstrip(".") for s in FORMATS],
         max_upload_size=MAX_DIRECTION_SET_BYTES // MIB,
     )
     if upload is None and picked is None:

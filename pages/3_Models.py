@@ -1,12 +1,12 @@
-"""Models: what config.yaml lists, what each checkpoint turned out to hold, and adding a new one.
+"""Models: what config.yaml lists, what each checkpoint turned out to hold, what is in memory, adding one.
 
-A new checkpoint (a path on this machine, or an upload) is read by the safe loader before
-anything is kept; only then is it copied into checkpoints/ and offered for config.yaml.
+A new checkpoint (an upload, or a file already in checkpoints/) is read by the safe loader before
+anything is kept; only then is it kept in checkpoints/ and offered for config.yaml. The page never
+reads a path a user types: on a shared server that would let anyone make it open any file.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -16,7 +16,7 @@ from sefa_core.config import default_config_path, load_config
 from sefa_core.errors import SefaError
 from sefa_core.model_admin import MAX_CHECKPOINT_UPLOAD_MB, CheckedCheckpoint
 from sefa_core.registry import model_statuses
-from studio_ui import state
+from studio_ui import resources, state
 
 CHECKED = "models.checked"  # the CheckedCheckpoint waiting to be added to config.yaml
 
@@ -35,8 +35,9 @@ except SefaError as error:
     state.show_error(error, "config.yaml")
     st.stop()
 
+statuses = model_statuses(config)
 table = []
-for status in model_statuses(config):
+for status in statuses:
     row: dict[str, Any] = {"name": status.entry.name, "model": status.entry.label, "status": "available"}
     if not status.available:
         row["status"] = f"unavailable: {status.reason}"
@@ -49,28 +50,58 @@ for status in model_statuses(config):
     table.append(row)
 st.dataframe(table, hide_index=True, width="stretch")
 
+# ---- What this server holds in memory -----------------------------------------------------------
+st.subheader("In memory")
+loaded = resources.models_in_memory().listing()
+names = {str(status.path): status.entry.name for status in statuses if status.available}
+st.caption(
+    f"{len(loaded)} model(s), {sum(m.mib for m in loaded):.1f} MiB of weights, shared by every session. "
+    f"Up to {resources.MAX_CACHED_MODELS} stay loaded while nobody uses them."
+)
+if loaded:
+    st.table(
+        [
+            {
+                "model": names.get(model.path, ""),
+                "file": model.path,
+                "digest": model.digest[:16],
+                "device": model.device,
+                "parameters": f"{model.parameters:,}",
+                "MiB": f"{model.mib:.1f}",
+            }
+            for model in loaded
+        ],
+        hide_index=True,
+        alt="Models in memory",
+    )
+
 # ---- Add a checkpoint ---------------------------------------------------------------------------
 st.subheader("Add a checkpoint")
 st.caption(
     "The safe loader recognises the layout from the file's content and runs no code from it; "
     "the file is kept only if a generator can be built from it."
 )
-path_tab, upload_tab = st.tabs(["A file on this machine", f"Upload (up to {MAX_CHECKPOINT_UPLOAD_MB} MB)"])
-with path_tab:
-    typed = st.text_input("Checkpoint path", placeholder="/data/models/ffhq-1024.pkl")
-    if st.button("Check and copy into checkpoints/", disabled=not typed.strip()):
-        try:
-            st.session_state[CHECKED] = model_admin.import_checkpoint(
-                Path(typed.strip()).expanduser(), config
-            )
-        except Exception as error:  # noqa: BLE001 - one line for this session
-            state.show_error(error)
+upload_tab, folder_tab = st.tabs([f"Upload (up to {MAX_CHECKPOINT_UPLOAD_MB} MB)", "Already in checkpoints/"])
 with upload_tab:
     upload = st.file_uploader("Checkpoint file", max_upload_size=MAX_CHECKPOINT_UPLOAD_MB)
     if st.button("Check and keep", disabled=upload is None):
         try:
             chunks = iter(lambda: upload.read(model_admin.CHUNK_BYTES), b"")
-            st.session_state[CHECKED] = model_admin.store_upload(chunks, upload.name, config)
+            st.session_state[CHECKED] = model_admin.store_upload(chunks, upload.name, config, upload.size)
+        except Exception as error:  # noqa: BLE001 - one line for this session
+            state.show_error(error)
+with folder_tab:
+    unlisted = [item.name for item in model_admin.unlisted_checkpoints(config)]
+    picked = st.selectbox(
+        "Checkpoint in checkpoints/ that config.yaml does not list yet",
+        unlisted,
+        index=None,
+        placeholder="none there" if not unlisted else "choose one",
+        help="Copy a checkpoint into the checkpoints/ folder beside config.yaml to offer it here.",
+    )
+    if st.button("Check", disabled=picked is None):
+        try:
+            st.session_state[CHECKED] = model_admin.check_unlisted(picked, config)
         except Exception as error:  # noqa: BLE001 - one line for this session
             state.show_error(error)
 

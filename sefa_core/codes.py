@@ -22,6 +22,7 @@ from sefa_core.errors import CodeFileError
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
 from sefa_core.render import to_uint8
 
+NPY_MAGIC = b"\x93NUMPY"  # every .npy file starts with these bytes
 MAX_CODE_FILE_BYTES = 64 * 1024 * 1024  # 64 MiB: far more than any sensible set of codes
 
 
@@ -39,7 +40,12 @@ def read_code_array(source: str | Path | bytes, name: str = "") -> np.ndarray:
         raise CodeFileError(f"{label}: {size} bytes is over the {MAX_CODE_FILE_BYTES} byte limit")
     try:
         with stream:
+            if stream.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise CodeFileError(f"{label}: not a .npy file (it does not start with the .npy header)")
+            stream.seek(0)
             array = np.load(stream, allow_pickle=False)
+    except CodeFileError:
+        raise
     except ValueError as error:
         raise CodeFileError(
             f"{label}: not a plain .npy array ({str(error).splitlines()[0][:120]})"

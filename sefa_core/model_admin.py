@@ -1,14 +1,17 @@
 """Adding a model: check the checkpoint with the safe loader, keep it in checkpoints/, list it in config.yaml.
 
 Nothing is kept before the loader has built a generator from the file, and every write is atomic:
-an upload is written beside its final name and renamed into place only once it loads, and
-config.yaml is rewritten whole, after the new list of models has passed ``parse_config``.
+an upload is checked in a private scratch folder and moved into checkpoints/ only once it loads,
+and config.yaml is rewritten whole, after the new list of models has passed ``parse_config``.
+The app adds only uploads and files already in checkpoints/, so nobody using a shared server can
+make it read a path of their choosing.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,9 +32,14 @@ from sefa_core.config import (
 )
 from sefa_core.errors import CheckpointError, ConfigError, SefaError
 from sefa_core.formats import checkpoint_file, load_checkpoint
+from sefa_core.registry import model_path
 
 MAX_CHECKPOINT_UPLOAD_MB = 1024  # StyleGAN2 FFHQ 1024 px is ~360 MB; uploads are held in memory
+MIB = 1024 * 1024  # what Streamlit means by a megabyte of upload
 CHUNK_BYTES = 1 << 20
+# What checkpoints are called: the loader reads any name by its content, but an upload named
+# .png or .npy is a mistake to point out, not a file to try.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".tar", ".bin", ".ckpt")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -65,37 +73,118 @@ def model_name(file_name: str) -> str:
     return Path(safe_file_name(file_name)).stem
 
 
-def store_upload(chunks: Iterable[bytes], file_name: str, config: AppConfig) -> CheckedCheckpoint:
-    """Write an uploaded checkpoint into checkpoints/ if, and only if, it loads.
+def upload_target(file_name: str, config: AppConfig, size: int | None = None) -> Path:
+    """Where an upload would be kept, after what its name and size alone can refuse.
 
-    The bytes go to a hidden file beside the target; a file that fails to load is deleted and the
-    error raised; an existing file of the same name is never replaced.
+    One ``SefaError`` line for a name that is not a checkpoint's, a file over the upload limit,
+    or a name already taken in checkpoints/ (a kept file is never replaced).
     """
-    folder = config.root / CHECKPOINTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe_file_name(file_name)
+    target = config.root / CHECKPOINTS_DIR / safe_file_name(file_name)
+    if target.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise SefaError(f"{file_name}: not a checkpoint file name; expected {', '.join(CHECKPOINT_SUFFIXES)}")
+    if size is not None and size > MAX_CHECKPOINT_UPLOAD_MB * MIB:
+        raise SefaError(f"{file_name}: {size:,} bytes is over the {MAX_CHECKPOINT_UPLOAD_MB} MB upload limit")
     if target.exists():
         raise SefaError(
             f"{CHECKPOINTS_DIR}/{target.name} already exists; rename the file or remove the old one"
         )
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload", dir=folder)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            for chunk in chunks:
-                stream.write(chunk)
-            stream.flush()
-            os.fsync(stream.fileno())
-        checked = check_checkpoint(temp)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    return target
+
+
+def store_upload(
+    chunks: Iterable[bytes], file_name: str, config: AppConfig, size: int | None = None
+) -> CheckedCheckpoint:
+    """Keep an uploaded checkpoint in checkpoints/ if, and only if, it loads.
+
+    What the name and ``size`` (when known) can refuse is refused before a byte is written. The
+    bytes then go to a private scratch folder outside checkpoints/, where the safe loader reads
+    them; only a file that loads is moved into checkpoints/, and the scratch folder is removed
+    whatever happens. An existing file of the same name is never replaced.
+    """
+    target = upload_target(file_name, config, size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sefa-upload-") as scratch:
+        received = Path(scratch) / target.name
+        _write_at_most(chunks, received, MAX_CHECKPOINT_UPLOAD_MB * MIB, file_name)
+        try:
+            checked = check_checkpoint(received)
+        except CheckpointError as error:  # name the upload, not the scratch file
+            raise CheckpointError(file_name, error.problem) from error
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload", dir=target.parent)
+        os.close(handle)
+        temp = Path(temp_name)
+        try:
+            shutil.move(received, temp)  # a rename where the scratch folder shares the disk
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
     return CheckedCheckpoint(target, checked.description)
 
 
+def _write_at_most(chunks: Iterable[bytes], path: Path, limit: int, label: str) -> None:
+    """Write ``chunks`` to ``path``; refuse, before writing the chunk that would pass ``limit`` bytes."""
+    written = 0
+    with path.open("wb") as stream:
+        for chunk in chunks:
+            written += len(chunk)
+            if written > limit:
+                raise SefaError(f"{label}: over the {limit // MIB} MB upload limit")
+            stream.write(chunk)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def unlisted_checkpoints(config: AppConfig) -> list[Path]:
+    """Checkpoints in checkpoints/ that no model in config.yaml uses: what the app offers to add.
+
+    Files with a checkpoint's suffix and model folders (BigGAN's), not hidden, not links that lead
+    out of the folder; the app never reads a path typed by a user.
+    """
+    folder = (config.root / CHECKPOINTS_DIR).resolve()
+    if not folder.is_dir():
+        return []
+    listed = set()
+    for entry in config.models:
+        try:
+            listed.add(model_path(entry, config).resolve())
+        except SefaError:  # a configured folder without its weights: listed, though unusable
+            listed.add((config.root / entry.source).resolve())
+    found = []
+    for item in sorted(folder.iterdir()):
+        try:
+            weights = checkpoint_file(item).resolve()
+        except CheckpointError:  # a folder without a model in it
+            continue
+        if (
+            item.name.startswith(".")
+            or not weights.is_file()
+            or (item.is_file() and item.suffix.lower() not in CHECKPOINT_SUFFIXES)
+            or not weights.is_relative_to(folder)
+            or weights in listed
+            or item.resolve() in listed
+        ):
+            continue
+        found.append(item)
+    return found
+
+
+def check_unlisted(name: str, config: AppConfig) -> CheckedCheckpoint:
+    """The unlisted checkpoint called ``name`` in checkpoints/, checked in place.
+
+    Only a name from ``unlisted_checkpoints`` is accepted, so no other path is ever opened.
+    """
+    offered = {item.name: item for item in unlisted_checkpoints(config)}
+    if name not in offered:
+        raise SefaError(f"{CHECKPOINTS_DIR}/{name}: not an unlisted checkpoint in that folder")
+    return CheckedCheckpoint(offered[name], check_checkpoint(offered[name]).description)
+
+
 def import_checkpoint(source: str | Path, config: AppConfig) -> CheckedCheckpoint:
-    """A checkpoint on this machine, checked, and copied into checkpoints/ unless it is there already."""
+    """A checkpoint on this machine, checked, and copied into checkpoints/ unless it is there already.
+
+    For scripts run by the machine's owner; the app offers ``check_unlisted`` and uploads instead.
+    """
     checked = check_checkpoint(source)
     folder = (config.root / CHECKPOINTS_DIR).resolve()
     if checked.path.resolve().is_relative_to(folder):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -15,9 +19,12 @@ from sefa_core.formats import load_checkpoint
 from sefa_core.models.base import Generator
 from sefa_core.session import CodeRows
 
-MAX_CACHED_MODELS = 4  # a 1024 px StyleGAN2 holds ~120 MB of weights
+MAX_CACHED_MODELS = 4  # kept while no session uses them; a 1024 px StyleGAN2 holds ~120 MB of weights
 MAX_CACHED_CODE_FILES = 16
 TORCH_THREADS_ENV = "SEFA_TORCH_THREADS"
+MIB = 1024 * 1024
+
+ModelKey = tuple[str, str, tuple[int, int]]  # (checkpoint path, device, file stamp)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -26,9 +33,66 @@ def _stamp(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """One generator in this process's memory, as the Models page lists it."""
+
+    path: str
+    digest: str
+    device: str
+    parameters: int
+    mib: float  # parameters and buffers
+
+
+class ModelsInMemory:
+    """Every generator this process loaded and something still holds: the cache, a session, a fragment.
+
+    The cache keeps at most ``MAX_CACHED_MODELS``, but a model it lets go stays alive while a
+    session still draws with it; asked for again, that copy is handed out rather than a second
+    one loaded. References are weak, so this never keeps a model alive itself.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # sessions load and list from their own threads
+        self._keys: weakref.WeakKeyDictionary[Generator, ModelKey] = weakref.WeakKeyDictionary()
+
+    def get_or_load(self, key: ModelKey, load: Callable[[], Generator]) -> Generator:
+        with self._lock:
+            alive = next((model for model, held in self._keys.items() if held == key), None)
+        if alive is not None:
+            return alive
+        model = load()  # outside the lock: the cache already lets one session at a time load a key
+        with self._lock:
+            self._keys[model] = key
+        return model
+
+    def listing(self) -> list[LoadedModel]:
+        with self._lock:
+            models = list(self._keys.items())
+        return sorted(
+            (
+                LoadedModel(
+                    path,
+                    model.digest,
+                    str(model.device),  # where it runs now: a GPU failure may have moved it
+                    sum(p.numel() for p in model.parameters()),
+                    sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / MIB,
+                )
+                for model, (path, _, _) in models
+            ),
+            key=lambda loaded: (loaded.path, loaded.device),
+        )
+
+
+@st.cache_resource(show_spinner=False)
+def models_in_memory() -> ModelsInMemory:
+    """The one registry of this process (a cached resource, like the models themselves)."""
+    return ModelsInMemory()
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=MAX_CACHED_MODELS)
 def _generator(path: str, device: str, stamp: tuple[int, int]) -> Generator:
-    return load_checkpoint(path, device)
+    return models_in_memory().get_or_load((path, device, stamp), lambda: load_checkpoint(path, device))
 
 
 def generator(path: Path, device: torch.device) -> Generator:

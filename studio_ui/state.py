@@ -20,7 +20,7 @@ from sefa_core import session
 from sefa_core.codes import load_codes
 from sefa_core.config import AppConfig, ModelEntry, SliderRange, load_config
 from sefa_core.device import resolve_device, run_with_cpu_fallback
-from sefa_core.errors import LayerSpecError, SefaError
+from sefa_core.errors import CodeFileError, LayerSpecError, SefaError
 from sefa_core.factorize import Semantics, factorize
 from sefa_core.models.base import Generator
 from sefa_core.registry import model_statuses
@@ -42,6 +42,7 @@ EXPORTS_FRAGMENT = "exports"  # reruns when a slider is let go
 SEED_INPUT = "seed_input"
 CODE_PICK = "code_pick"
 CODE_UPLOAD = "code_upload"
+CODE_SUFFIX = ".npy"  # what the code uploader takes (its content is checked by load_codes)
 KEEP = "keep."  # value widgets under this prefix keep their choice while another page is open
 
 
@@ -116,6 +117,8 @@ def code_rows(generator: Generator, prepared: CodeRows) -> CodeRows:
             st.session_state[CODE_REQUEST] = "first"
         else:
             try:
+                if not upload.name.lower().endswith(CODE_SUFFIX):
+                    raise CodeFileError(f"{upload.name}: expected a {CODE_SUFFIX} file of latent codes")
                 rows = load_codes(upload.getvalue(), generator, name=upload.name)
             except SefaError as error:
                 st.session_state.pop(CODE_REQUEST)

@@ -3,18 +3,25 @@
 with running_app() as url, chromium() as browser:
     page = browser.new_page()
     open_editor(page, url)
+
+Many users at once (``async_chromium``, ``open_session``, ``edit_until``, ``quiet_view``) drive one
+browser context per user from one asyncio loop, so that every user acts at the same time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import random
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -150,3 +157,206 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# ---- many users at once ------------------------------------------------------------------------
+# Error boxes (st.error's text, without its icon) and exception boxes.
+ERRORS_SHOWN = (
+    "[data-testid='stAlertContentError'] [data-testid='stMarkdownContainer'], [data-testid='stException']"
+)
+MODEL_PICKER = ".st-key-keep-model"
+SEED_BOX = ".st-key-seed_input input"
+MAIN_TITLE = "[data-testid='stMain'] h1"
+ORIGINAL_CAPTION = ".st-key-original figcaption"
+SLIDER_LABELS = ".st-key-sliders label"
+ALL_SLIDERS = ".st-key-sliders input[type=range]"
+RANDOM_SHARE = 0.2  # of a session's actions, the rest are slider moves
+FRAME_TIMEOUT_MS = 30_000  # a frame slower than this counts as lost: the session fails
+POLL_MS = 10
+QUIET_MS = 1_000  # a session is quiet once its edited image has not changed for this long
+LOGGED_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Uncaught app")
+# The src of a live image; components live in open shadow roots, which document queries do not enter.
+IMAGE_SRC = """key => [...document.querySelectorAll(`.st-key-${key} *`)]
+  .find(e => e.shadowRoot)?.shadowRoot.querySelector('img')?.getAttribute('src') ?? ''"""
+SLIDER_BANK = """() => [...document.querySelectorAll('.st-key-sliders *')]
+  .find(e => e.shadowRoot)?.shadowRoot.querySelector('.bank')"""
+
+
+@contextlib.asynccontextmanager
+async def async_chromium() -> AsyncIterator:
+    """Headless Debian Chromium through Playwright's asyncio API: one browser, many contexts."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """What one user does: pick ``model`` (its display name), type ``seed``, then edit."""
+
+    model: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What one session shows once it is quiet."""
+
+    title: str
+    original: str  # the original image's caption, e.g. "Original · seed 12"
+    labels: tuple[str, ...]
+    alphas: tuple[float, ...]
+    edited_src: str
+    errors: tuple[str, ...]  # error blocks on the page, then uncaught script errors
+
+
+@dataclass
+class SessionLog:
+    """What one session did and how fast the app answered."""
+
+    plan: SessionPlan
+    moves: int = 0  # slider moves the server rendered
+    same_pixels: int = 0  # of those, moves whose edit rendered to the image already shown (saturated)
+    randoms: int = 0  # new faces after Random
+    latencies_ms: list[float] = field(default_factory=list)  # slider move -> rendered
+    page_errors: list[str] = field(default_factory=list)
+
+
+async def _image_src(page, key: str) -> str:
+    return await page.evaluate(IMAGE_SRC, key)
+
+
+async def _requests_sent(page) -> int:
+    return await page.evaluate(f"() => Number(({SLIDER_BANK})()?.dataset.seq ?? 0)")
+
+
+async def _move_rendered(page, before: str, sent: int) -> bool:
+    """Wait until the server has rendered a slider request sent after ``sent``; whether the image changed.
+
+    A move may render to the pixels already shown (an edit that saturates every pixel), so the
+    bank's acknowledgement counts as well as a new image.
+    """
+    await page.wait_for_function(
+        f"""([before, sent]) => {{
+          const src = ({IMAGE_SRC})('edited'), bank = ({SLIDER_BANK})();
+          const seq = Number(bank?.dataset.seq ?? 0), ack = Number(bank?.dataset.ack ?? 0);
+          return (src !== '' && src !== before) || (seq > sent && ack >= seq);
+        }}""",
+        arg=[before, sent],
+        polling=POLL_MS,
+        timeout=FRAME_TIMEOUT_MS,
+    )
+    return await _image_src(page, "edited") != before
+
+
+async def open_session(browser, url: str, plan: SessionPlan) -> tuple[object, SessionLog]:
+    """A new user (a browser context of its own) on ``plan.model``, showing ``plan.seed``."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(LOAD_TIMEOUT_MS)
+    log = SessionLog(plan)
+    page.on("pageerror", lambda error: log.page_errors.append(str(error)))
+    await page.goto(url)
+    await page.locator(SLIDER.format(index=0)).wait_for()
+    await pick_model(page, plan.model)
+    await page.locator(SEED_BOX).fill(str(plan.seed))
+    await page.locator(SEED_BOX).press("Enter")
+    await page.locator(ORIGINAL_CAPTION).filter(has_text=f"seed {plan.seed}").wait_for()
+    return page, log
+
+
+async def pick_model(page, label: str) -> None:
+    """Choose a model in the sidebar and wait for the editor (or its error) to show it."""
+    await page.locator(MODEL_PICKER).click()
+    await page.get_by_role("option", name=label, exact=True).click()
+    shown = re.compile(rf"^{re.escape(label)}(:|$)")  # the title, or the error line that names it
+    await page.locator(f"{MAIN_TITLE}, {ERRORS_SHOWN}").filter(has_text=shown).first.wait_for()
+
+
+async def edit_until(
+    page, log: SessionLog, values: Sequence[float], until: float, rng: random.Random
+) -> None:
+    """Move sliders to ``values`` and press Random, in random order, until ``time.monotonic()`` > ``until``.
+
+    Each action waits until it is rendered, so the session never has more than one in flight.
+    """
+    sliders = await page.locator(ALL_SLIDERS).count()
+    while time.monotonic() < until:
+        if rng.random() < RANDOM_SHARE:
+            before = await page.locator(ORIGINAL_CAPTION).inner_text()  # "Original · seed 12"
+            await page.get_by_role("button", name="Random").click()
+            await (
+                page.locator(ORIGINAL_CAPTION)
+                .filter(has_not_text=re.compile(f"^{re.escape(before)}$"))
+                .wait_for(timeout=FRAME_TIMEOUT_MS)
+            )
+            log.randoms += 1
+            continue
+        slider = page.locator(SLIDER.format(index=rng.randrange(sliders)))
+        current = float(await slider.input_value())
+        before, sent = await _image_src(page, "edited"), await _requests_sent(page)
+        started = time.perf_counter()
+        await slider.fill(str(rng.choice([v for v in values if v != current])))
+        changed = await _move_rendered(page, before, sent)
+        log.latencies_ms.append((time.perf_counter() - started) * 1000)
+        log.moves += 1
+        log.same_pixels += not changed
+
+
+async def quiet_view(page, log: SessionLog) -> SessionView:
+    """What the session shows once its edited image has stopped changing."""
+    src = await _image_src(page, "edited")
+    while True:
+        await asyncio.sleep(QUIET_MS / 1000)
+        now = await _image_src(page, "edited")
+        if now == src:
+            break
+        src = now
+    return SessionView(
+        title=await page.locator(MAIN_TITLE).inner_text(),
+        original=await page.locator(ORIGINAL_CAPTION).inner_text(),
+        labels=tuple(await page.locator(SLIDER_LABELS).all_inner_texts()),
+        alphas=tuple(
+            float(v) for v in await page.locator(ALL_SLIDERS).evaluate_all("els => els.map(e => e.value)")
+        ),
+        edited_src=src,
+        errors=tuple(await page.locator(ERRORS_SHOWN).all_inner_texts()) + tuple(log.page_errors),
+    )
+
+
+async def models_in_memory(browser, url: str) -> list[dict[str, str]]:
+    """The Models page's "In memory" table, one dict per row."""
+    page = await browser.new_page()
+    page.set_default_timeout(LOAD_TIMEOUT_MS)
+    await page.goto(f"{url}/Models")
+    table = page.locator("[data-testid='stTable'] table")
+    await table.wait_for()
+    headers = await table.locator("thead th").all_inner_texts()
+    rows = []
+    for row in await table.locator("tbody tr").all():
+        rows.append(dict(zip(headers, await row.locator("td").all_inner_texts(), strict=True)))
+    await page.close()
+    return rows
+
+
+def logged_failures(text: str) -> list[str]:
+    """One line per failure a server log reports: the exception that got out of each traceback, and
+    each warning or error logged without one."""
+    failures: list[str] = []
+    in_traceback = False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif line.startswith(("The above exception", "During handling of the above")):
+            failures.pop()  # chained: the traceback that follows ends with the exception that got out
+        elif in_traceback and line and not line[0].isspace():
+            failures.append(line)
+            in_traceback = False
+        elif LOGGED_PROBLEM.search(line):
+            failures.append(line)
+    return failures

@@ -36,6 +36,7 @@ class Generator(nn.Module, ABC):
 
     architecture: ClassVar[str]
     edit_space: ClassVar[EditSpace]
+    min_trunc_psi: ClassVar[float] = 0.0  # the smallest truncation the model accepts
 
     def __init__(
         self,

@@ -229,6 +229,7 @@ class BigGANGenerator(Generator):
 
     architecture = "biggan"
     edit_space = "z"
+    min_trunc_psi = 0.05  # the package asserts 0 < truncation <= 1
 
     def __init__(
         self,

@@ -13,6 +13,9 @@
 //   revision changes when Python moves the sliders itself (Reset, a new model or layer set);
 //   ack is the `seq` of the newest request Python has rendered.
 // state sent: "live" = {alphas: [float], seq: int, final: bool}; final once a slider is let go.
+// The bank shows both counters as data-seq (newest request sent) and data-ack (newest request Python
+// says it rendered), so that a test can tell a move that was rendered to the same pixels from a
+// move that was lost.
 
 const MAX_IN_FLIGHT = 2;
 const IN_FLIGHT_TIMEOUT_MS = 2000; // a lost frame must not freeze the sliders
@@ -52,6 +55,7 @@ function createBank(root) {
     const current = values();
     if (!bank.final && same(current, bank.sent)) return;
     bank.seq += 1;
+    list.dataset.seq = String(bank.seq);
     bank.sent = current;
     bank.setStateValue("live", { alphas: current, seq: bank.seq, final: bank.final });
     bank.final = false;
@@ -133,6 +137,7 @@ function createBank(root) {
       setValues(data.values);
       bank.sent = values();
     }
+    list.dataset.ack = String(data.ack);
     if (data.ack > bank.acked && data.ack <= bank.seq) {
       bank.acked = data.ack;
       if (bank.acked === bank.seq) clearTimeout(bank.timer);
