@@ -112,6 +112,12 @@ class CodeRows:
     def source(self, index: int) -> CodeSource:
         return CodeSource(self.kind, index, self.name)
 
+    def holds(self, source: CodeSource) -> bool:
+        """Whether ``source`` can be shown now: a seed, or one of these rows."""
+        if source.kind == "seed":
+            return True
+        return source.kind == self.kind and source.name == self.name and 0 <= source.index < len(self)
+
 
 def first_source(rows: CodeRows) -> CodeSource:
     """The code a session starts on: the first row, else seed 0."""

@@ -156,7 +156,8 @@ def _requested_source(request: object, edit: EditState, rows: CodeRows) -> CodeS
         return session.next_source(edit.source, rows, rng)
     if request == "first":
         return session.first_source(rows)
-    return request if isinstance(request, CodeSource) else None
+    # A row asked for under another model (a request still pending at a model switch) is dropped.
+    return request if isinstance(request, CodeSource) and rows.holds(request) else None
 
 
 def _show_in_code_widgets(source: CodeSource, rows: CodeRows) -> None:

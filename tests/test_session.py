@@ -176,3 +176,12 @@ def test_the_gif_sweeps_one_slider_with_the_others_held(default_generator, seman
     assert frames.shape == (9, 64, 64, 3)
     at_one = session.render_edit(default_generator, semantics, state.with_alphas((0.0, 1.0, 0.0)))
     assert np.abs(frames[5].astype(int) - at_one).max() <= 1  # distance 1 is the 6th of -4..4
+
+
+def test_a_row_asked_for_under_another_model_is_not_shown(rows):
+    """A code request still pending at a model switch must not reach a model without that row."""
+    none = CodeRows()
+    assert rows.holds(rows.source(0)) and rows.holds(CodeSource("seed", 7))
+    assert not none.holds(rows.source(0))
+    assert not rows.holds(rows.source(len(rows)))
+    assert not rows.holds(CodeSource("upload", 0, "mine.npy"))

@@ -33,12 +33,15 @@ function createBank(root) {
   list.className = "bank";
   root.appendChild(list);
 
+  // Counting starts at the clock, not 0: a bank mounted again (after a model switch) must never send
+  // a request equal to one sent before, which Streamlit would take for no change and drop.
+  const start = Date.now();
   const bank = {
     rows: [], // [{input, output}]
     shape: "", // labels and range the rows were built for
     revision: null,
-    seq: 0, // the newest request sent
-    acked: 0, // the newest request rendered
+    seq: start, // the newest request sent
+    acked: start, // the newest request rendered
     sent: null, // the values of the newest request
     final: false, // a slider was let go since the newest request
     frameRequested: false,

@@ -1,0 +1,117 @@
+"""Benchmark 1: SeFa factorization, ours against the public reference's method.
+
+The reference (genforce/sefa ``utils.factorize_weight``) row-normalises the stacked weights,
+then calls numpy's general ``eig`` on the Gram matrix and keeps LAPACK's order. Both sides run in
+this process, interleaved, and we report medians and their ratio, a check that the directions
+agree up to sign once the reference is sorted, and where each side spends its time.
+
+Both sides run on the same OpenBLAS. On a shared 2-core machine its worker threads spin against
+torch's and the other tenants' (timings swung from 60 ms to 4 s with 2 threads), so it runs on
+``--blas-threads`` threads (default 1), set through ``OPENBLAS_NUM_THREADS`` before numpy starts.
+
+    .venv/bin/python -m bench.bench_factorize [--repeats 20] [--blas-threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from bench.common import interleaved, load_average, machine, median
+from sefa_core import load_generator
+from sefa_core.factorize import factorize_matrices
+
+# Input widths of the 18 style affines of NVIDIA's config-f StyleGAN2 at 1024 px (w_dim 512):
+# rows 0-9 feed 512-channel layers, then 256, 128, 64, 32 (two rows each; the last is ToRGB).
+FFHQ_1024_AFFINE_OUT = [512] * 10 + [256] * 2 + [128] * 2 + [64] * 2 + [32] * 2
+W_DIM = 512
+DEGENERATE_GAP = 1e-6  # relative eigenvalue gap below which a direction is not well defined
+BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
+
+
+def reference_stack(matrices: list[np.ndarray]) -> np.ndarray:
+    """The reference's (D, sum_out) stack, each column (one output unit) scaled to unit norm."""
+    weight = np.concatenate([m.T for m in matrices], axis=1)  # (D, sum_out)
+    return weight / np.linalg.norm(weight, axis=0, keepdims=True)
+
+
+def reference_factorize(matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The public reference: general eig of the column-normalised (D, out) stack, unsorted."""
+    weight = reference_stack(matrices)
+    values, vectors = np.linalg.eig(weight.dot(weight.T))
+    return values, vectors.T  # rows are directions, in LAPACK's order
+
+
+def our_stack(matrices: list[np.ndarray]) -> np.ndarray:
+    """Our (sum_out, D) float64 stack with unit rows, as ``factorize_matrices`` builds it."""
+    weight = np.concatenate([np.asarray(m, dtype=np.float64) for m in matrices], axis=0)
+    norms = np.linalg.norm(weight, axis=1, keepdims=True)
+    return weight / np.where(norms > 0, norms, 1.0)
+
+
+def compare(name: str, matrices: list[np.ndarray], repeats: int) -> None:
+    times = interleaved(
+        {"ours": lambda: factorize_matrices(matrices), "reference": lambda: reference_factorize(matrices)},
+        repeats,
+    )
+    ours, reference = median(times["ours"]), median(times["reference"])
+    values, directions = factorize_matrices(matrices)
+    ref_values, ref_directions = reference_factorize(matrices)
+    order = np.argsort(-ref_values.real)
+    cosines = np.abs(np.sum(directions * ref_directions.real[order], axis=1))
+    gaps = np.diff(values) / values[0]
+    distinct = np.ones(len(values), bool)
+    distinct[:-1] &= np.abs(gaps) > DEGENERATE_GAP
+    distinct[1:] &= np.abs(gaps) > DEGENERATE_GAP
+    print(
+        f"{name}: stacked {sum(len(m) for m in matrices)}x{matrices[0].shape[1]} | "
+        f"ours {ours:.1f} ms, reference {reference:.1f} ms (medians of {repeats}, interleaved) | "
+        f"speed-up {reference / ours:.2f}x | "
+        f"min |cos| vs sorted reference {cosines[distinct].min():.6f} over {distinct.sum()} "
+        f"non-degenerate directions | eigenvalue max rel diff "
+        f"{np.max(np.abs(values - ref_values.real[order]) / values[0]):.1e}"
+    )
+    split(matrices, repeats)
+
+
+def split(matrices: list[np.ndarray], repeats: int) -> None:
+    """Where each side's time goes: stacking and normalising, the Gram product, the eigensolver."""
+    ours_weight, ref_weight = our_stack(matrices), reference_stack(matrices)
+    gram = ours_weight.T @ ours_weight  # (D, D)
+    steps = {
+        "ours: stack + normalise": lambda: our_stack(matrices),
+        "ours: Gram W^T W": lambda: ours_weight.T @ ours_weight,
+        "ours: symmetric eigh": lambda: np.linalg.eigh(gram),
+        "reference: stack + normalise": lambda: reference_stack(matrices),
+        "reference: Gram W W^T": lambda: ref_weight.dot(ref_weight.T),
+        "reference: general eig": lambda: np.linalg.eig(gram),
+    }
+    times = interleaved(steps, repeats)
+    shares = " | ".join(f"{step} {median(values):.1f} ms" for step, values in times.items())
+    print(f"  where the time goes (medians): {shares}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--blas-threads", type=int, default=1, help="OpenBLAS threads (numpy's eig, eigh, @)")
+    args = parser.parse_args()
+    if os.environ.get(BLAS_THREADS_ENV) != str(args.blas_threads):  # OpenBLAS reads it once, at load
+        environment = {**os.environ, BLAS_THREADS_ENV: str(args.blas_threads)}
+        os.execve(sys.executable, [sys.executable, "-m", "bench.bench_factorize", *sys.argv[1:]], environment)
+    print(f"machine: {machine()}")
+    print(f"OpenBLAS threads: {args.blas_threads}")
+    generator = load_generator("default", "cpu")
+    dcgan = [generator.layer_weight(0).detach().double().numpy()]
+    compare("default DCGAN first layer", dcgan, args.repeats)
+    rng = np.random.default_rng(0)
+    stylegan2 = [rng.normal(size=(out, W_DIM)) for out in FFHQ_1024_AFFINE_OUT]
+    compare("StyleGAN2 FFHQ-1024 shapes, all 18 layers", stylegan2, args.repeats)
+    print(f"after the run: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
