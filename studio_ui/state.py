@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from sefa_core import session
 from sefa_core.codes import load_codes
@@ -181,15 +182,27 @@ def on_slider_drag(slider: SliderRange) -> None:
     if alphas is not None:
         st.session_state[EDIT] = edit.with_alphas(alphas)
     st.session_state[ACK] = live.get("seq", 0)
-    if live.get("final"):
+    if live.get("final") and _only_fragments_rerun():
         st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])  # let go: the exports catch up
+
+
+def _only_fragments_rerun() -> bool:
+    """Whether this interaction reruns fragments only, not the whole app.
+
+    A slider request that Streamlit merged with a model switch (or any other sidebar change) comes
+    in a full rerun. A fragment-scoped ``st.rerun`` there would replace that rerun, and the switch
+    would be lost; the full rerun draws the exports anyway.
+    """
+    ctx = get_script_run_ctx()
+    return bool(ctx and ctx.fragment_ids_this_run)
 
 
 def reset_sliders() -> None:
     edit: EditState = st.session_state[EDIT]
     st.session_state[EDIT] = edit.with_alphas(session.fit_alphas((), len(edit.alphas)))
     _sliders_moved()
-    st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])
+    if _only_fragments_rerun():  # merged with a sidebar change, the full rerun must stay
+        st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])
 
 
 def slider_revision() -> int:
