@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from sefa_core.errors import ConfigError
-from sefa_core.validation import expect_mapping, reject_unknown_keys
+from sefa_core.validation import expect_mapping, read_small_file, reject_unknown_keys
 
 CONFIG_VERSION = 1
 DEFAULT_SOURCE = "default"
@@ -111,14 +111,11 @@ def builtin_config(root: Path | None = None) -> AppConfig:
 def load_config(path: str | Path | None = None) -> AppConfig:
     """Read and validate ``config.yaml``; a missing default file means the built-in config."""
     path = Path(path) if path is not None else default_config_path()
-    if not path.is_file():
-        if path == default_config_path() and CONFIG_ENV not in os.environ:
-            return builtin_config()
-        raise ConfigError(f"{path}: no such config file")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    if not path.is_file() and path == default_config_path() and CONFIG_ENV not in os.environ:
+        return builtin_config()
+    raw = read_small_file(path, MAX_CONFIG_BYTES, "config file", ConfigError)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(raw.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

@@ -32,6 +32,7 @@ from sefa_core.factorize import Semantics
 from sefa_core.layers import MAX_SPEC_LENGTH, parse_layers
 from sefa_core.models.base import Generator
 from sefa_core.session import EditState
+from sefa_core.validation import read_small_file
 
 DIRECTION_SET_VERSION = 1
 KIND = "sefa-direction-set"
@@ -243,11 +244,7 @@ def list_direction_sets(folder: str | Path) -> list[Path]:
 # ---- reading ------------------------------------------------------------------------------------
 def load_direction_set(path: str | Path) -> DirectionSet:
     path = Path(path)
-    if not path.is_file():
-        raise SefaError(f"{path}: no such direction set")
-    if path.stat().st_size > MAX_DIRECTION_SET_BYTES:
-        raise SefaError(f"{path}: larger than {MAX_DIRECTION_SET_BYTES} bytes")
-    return parse_direction_set(path.read_bytes(), str(path))
+    return parse_direction_set(read_small_file(path, MAX_DIRECTION_SET_BYTES, "direction set"), str(path))
 
 
 def parse_direction_set(data: bytes, label: str = "direction set") -> DirectionSet:

@@ -31,7 +31,7 @@ from sefa_core.errors import SefaError
 from sefa_core.factorize import factorize
 from sefa_core.layers import MAX_SPEC_LENGTH, parse_layers
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
-from sefa_core.validation import expect_mapping, reject_unknown_keys
+from sefa_core.validation import expect_mapping, read_small_file, reject_unknown_keys
 
 RECIPE_VERSION = 1
 MAX_RECIPE_BYTES = 8 * 1024 * 1024  # a W+ code of 18x512 floats is about 100 KB
@@ -153,12 +153,9 @@ def write_recipe(path: str | Path, recipe: Recipe) -> Path:
 def read_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file."""
     path = Path(path)
-    if not path.is_file():
-        raise SefaError(f"{path}: no such recipe file")
-    if path.stat().st_size > MAX_RECIPE_BYTES:
-        raise SefaError(f"{path}: larger than {MAX_RECIPE_BYTES} bytes")
+    raw = read_small_file(path, MAX_RECIPE_BYTES, "recipe file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise SefaError(f"{path}: not UTF-8 text") from error
     return parse_recipe(text, str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sefa_core.errors import SefaError
@@ -24,3 +25,12 @@ def reject_unknown_keys(
     if unknown:
         shown = unknown[0][:MAX_KEY_SHOWN]
         raise error(f"{where}: unknown key '{shown}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def read_small_file(path: Path, max_bytes: int, what: str, error: type[SefaError] = SefaError) -> bytes:
+    """The bytes of a user's file (config, recipe, direction set), refused if absent or too large."""
+    if not path.is_file():
+        raise error(f"{path}: no such {what}")
+    if path.stat().st_size > max_bytes:
+        raise error(f"{path}: larger than {max_bytes} bytes")
+    return path.read_bytes()

@@ -22,9 +22,9 @@ from pickle_factory import write_network_pickle
 from test_biggan import TINY_CONFIG, reference_state_dict, write_checkpoint
 from test_genforce import genforce_pggan_state, genforce_stylegan_state, save_genforce
 from test_stylegan2 import (
+    NVIDIA_TINY_KWARGS,
     TINY_MAPPING,
     TINY_W,
-    TINY_Z,
     _genforce_state,
     _nvidia_state,
     _rosinality_state,
@@ -53,15 +53,6 @@ SG3_KWARGS = {
     "img_resolution": SG3_RESOLUTION,
     "img_channels": 3,
     "mapping_kwargs": {"num_layers": 2},
-}
-SG2_KWARGS = {
-    "z_dim": TINY_Z,
-    "w_dim": TINY_W,
-    "c_dim": 0,
-    "img_resolution": 16,
-    "img_channels": 3,
-    "mapping_kwargs": {"num_layers": TINY_MAPPING},
-    "synthesis_kwargs": {"channel_base": 512, "channel_max": 32, "num_fp16_res": 4, "conv_clamp": 256},
 }
 
 
@@ -224,7 +215,7 @@ FILE_KINDS = [
         "nvidia-pkl",
         "NVIDIA stylegan2-ada .pkl",
         lambda: _nvidia_state(sg2()),
-        network_pickle(SG2_KWARGS),
+        network_pickle(NVIDIA_TINY_KWARGS),
         "synthesis.b8.conv1.affine.weight",
         "synthesis.convs.2.conv.affine.weight",
     ),

@@ -373,18 +373,23 @@ def _records(state: dict[str, torch.Tensor], init_kwargs: dict) -> object:
     return root
 
 
+# NVIDIA constructor kwargs of the tiny 16 px generators above, as a .pkl stores them.
+NVIDIA_SYNTHESIS_KWARGS = {"channel_base": 512, "channel_max": 32, "num_fp16_res": 4, "conv_clamp": 256}
+NVIDIA_TINY_KWARGS = {
+    "z_dim": TINY_Z,
+    "w_dim": TINY_W,
+    "c_dim": 0,
+    "img_resolution": 16,
+    "img_channels": 3,
+    "mapping_kwargs": {"num_layers": TINY_MAPPING},
+    "synthesis_kwargs": NVIDIA_SYNTHESIS_KWARGS,
+}
+
+
 def test_nvidia_pickle_uses_g_ema_and_its_conv_clamp():
     clamp = 0.25  # small enough to change the images of this random model
     original = _tiny_generator(8, conv_clamp=clamp)
-    kwargs = {
-        "z_dim": TINY_Z,
-        "w_dim": TINY_W,
-        "c_dim": 0,
-        "img_resolution": 16,
-        "img_channels": 3,
-        "mapping_kwargs": {"num_layers": TINY_MAPPING},
-        "synthesis_kwargs": {"channel_base": 512, "channel_max": 32, "num_fp16_res": 4, "conv_clamp": clamp},
-    }
+    kwargs = {**NVIDIA_TINY_KWARGS, "synthesis_kwargs": {**NVIDIA_SYNTHESIS_KWARGS, "conv_clamp": clamp}}
     content = {
         "G": _records(_nvidia_state(_tiny_generator(9)), kwargs),
         "G_ema": _records(_nvidia_state(original), kwargs),
