@@ -40,9 +40,8 @@ from browser_support import (
 from pickle_factory import write_network_pickle
 from PIL import Image
 from test_biggan import TINY_CONFIG, reference_state_dict, write_checkpoint
-from test_broken_checkpoints import SG2_KWARGS
 from test_genforce import genforce_stylegan_state, save_genforce
-from test_stylegan2 import _nvidia_state, _tiny_generator
+from test_stylegan2 import NVIDIA_TINY_KWARGS, _nvidia_state, _tiny_generator
 from test_stylegan3 import make_stylegan3_state
 
 from sefa_core import session
@@ -91,7 +90,7 @@ def write_studio(root: Path) -> list[StudioModel]:
         if key.startswith("mapping.") and key.endswith(".weight"):
             stylegan[key] = stylegan[key] * MAPPING_STORED_GAIN
     save_genforce(root, stylegan).rename(folder / "stylegan.pth")
-    write_network_pickle(folder / "stylegan2.pkl", _nvidia_state(_tiny_generator(1)), SG2_KWARGS)
+    write_network_pickle(folder / "stylegan2.pkl", _nvidia_state(_tiny_generator(1)), NVIDIA_TINY_KWARGS)
     torch.save(make_stylegan3_state("r", 16, 4, 8), folder / "stylegan3-r.pt")
     write_checkpoint(folder / "biggan", TINY_CONFIG, reference_state_dict(TINY_CONFIG))
     (folder / CORRUPT_FILE).write_bytes(CORRUPT_BYTES)
