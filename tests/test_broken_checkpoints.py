@@ -34,8 +34,9 @@ from test_stylegan3 import make_stylegan3_state
 
 from sefa_core.default_model import default_checkpoint_path
 from sefa_core.errors import CheckpointError, SefaError
-from sefa_core.formats import genforce_stylegan2, load_checkpoint, nvidia, rosinality
-from sefa_core.formats.container import read_checkpoint
+from sefa_core.formats import load_checkpoint
+from sefa_core.formats.containers import read_checkpoint
+from sefa_core.formats.layouts import genforce_stylegan2, nvidia, rosinality
 from sefa_core.models.base import Generator
 from sefa_core.models.stylegan2 import StyleGAN2Generator
 from sefa_core.models.stylegan3 import build_stylegan3, module_state, nvidia_key

@@ -15,8 +15,8 @@ from conftest import fixture_dir
 from sefa_core.errors import CheckpointError
 from sefa_core.factorize import factorize
 from sefa_core.formats import load_checkpoint
-from sefa_core.formats.container import read_checkpoint
-from sefa_core.formats.genforce import gan_type
+from sefa_core.formats.containers import read_checkpoint
+from sefa_core.formats.layouts.genforce import gan_type
 from sefa_core.models.pggan import PGGANGenerator
 from sefa_core.models.stylegan import StyleGANGenerator
 
@@ -271,7 +271,7 @@ def test_genforce_stylegan2_file_goes_to_the_stylegan2_builder(tmp_path, monkeyp
         received.update(state_dict)
         return PGGANGenerator(4, [4])
 
-    module = types.ModuleType("sefa_core.formats.genforce_stylegan2")
+    module = types.ModuleType("sefa_core.formats.layouts.genforce_stylegan2")
     module.build_genforce_stylegan2 = fake_build
     monkeypatch.setitem(sys.modules, module.__name__, module)
     state = {"mapping.dense0.weight": torch.ones(4, 4), "synthesis.early_layer.const": torch.ones(1, 4, 4, 4)}

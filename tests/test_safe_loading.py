@@ -38,14 +38,10 @@ from pickle_factory import (
 )
 
 from sefa_core.errors import CheckpointError
-from sefa_core.formats import load_checkpoint, nvidia_pickle
-from sefa_core.formats.container import read_checkpoint
-from sefa_core.formats.nvidia_pickle import (
-    PersistentObject,
-    init_kwargs,
-    load_network_pickle,
-    module_state_dict,
-)
+from sefa_core.formats import load_checkpoint
+from sefa_core.formats.containers import pickles, read_checkpoint
+from sefa_core.formats.containers.pickles import PersistentObject, load_network_pickle
+from sefa_core.formats.layouts.nvidia import init_kwargs, module_state_dict
 
 PROBE_MODULE = "sefa_hostile_probe"  # what the importlib gadget imports; importing it writes the marker
 NESTING_BOMB_DEPTH = 10_000  # far past Python's recursion limit
@@ -484,13 +480,13 @@ def test_corpus_gadgets_do_run_when_loaded_unsafely(case: Hostile, tmp_path: Pat
 def _globals_asked(path: Path, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """The globals our unpickler is asked for while it loads ``path``."""
     asked: set[str] = set()
-    find_class = nvidia_pickle._NetworkUnpickler.find_class
+    find_class = pickles._NetworkUnpickler.find_class
 
-    def spy(self: nvidia_pickle._NetworkUnpickler, module: str, name: str) -> object:
+    def spy(self: pickles._NetworkUnpickler, module: str, name: str) -> object:
         asked.add(f"{module}.{name}")
         return find_class(self, module, name)
 
-    monkeypatch.setattr(nvidia_pickle._NetworkUnpickler, "find_class", spy)
+    monkeypatch.setattr(pickles._NetworkUnpickler, "find_class", spy)
     load_network_pickle(path)
     return asked
 
@@ -611,6 +607,6 @@ def test_network_pickle_larger_than_the_limit_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_network_pickle(tmp_path / "network-snapshot.pkl", tiny_stylegan3_state(), TINY_KWARGS)
-    monkeypatch.setattr(nvidia_pickle, "MAX_NETWORK_PICKLE_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(pickles, "MAX_NETWORK_PICKLE_BYTES", path.stat().st_size - 1)
     with pytest.raises(CheckpointError, match="larger than any network pickle"):
         read_checkpoint(path)

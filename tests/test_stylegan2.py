@@ -18,8 +18,9 @@ from conftest import fixture_dir
 
 from sefa_core.errors import CheckpointError
 from sefa_core.factorize import factorize, factorize_matrices
-from sefa_core.formats import load_checkpoint, nvidia
-from sefa_core.formats.container import RawCheckpoint
+from sefa_core.formats import load_checkpoint
+from sefa_core.formats.containers import RawCheckpoint
+from sefa_core.formats.layouts import nvidia
 from sefa_core.models.base import truncate_wplus
 from sefa_core.models.stylegan2 import (
     MEAN_W_SAMPLES,
@@ -351,7 +352,7 @@ def test_nvidia_state_dict_loads_with_inferred_sizes(tmp_path):
 
 def _records(state: dict[str, torch.Tensor], init_kwargs: dict) -> object:
     """NVIDIA's pickle as ``nvidia_pickle`` returns it: nested module records from dotted names."""
-    from sefa_core.formats.nvidia_pickle import PersistentObject
+    from sefa_core.formats.containers.pickles import PersistentObject
 
     tree: dict = {}
     for key, value in state.items():

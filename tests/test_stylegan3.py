@@ -12,7 +12,7 @@ import torch
 from conftest import fixture_dir
 
 from sefa_core.factorize import factorize
-from sefa_core.formats.container import read_checkpoint
+from sefa_core.formats.containers import read_checkpoint
 from sefa_core.models.stylegan3 import StyleGAN3Generator, build_stylegan3, infer_architecture
 
 FIXTURE = "nvidia_stylegan3t_32"

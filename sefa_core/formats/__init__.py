@@ -1,58 +1,26 @@
-"""One loader per on-disk layout; each turns a safely read checkpoint into a ``Generator``.
+"""From a file to a ``Generator``: container, then layout.
 
-``load_checkpoint`` reads the file (see ``container``), then asks each layout (every module in
-``LAYOUT_MODULES`` exports ``LAYOUTS``) whether it recognises the content; the first that does
-builds the generator.
+``load_checkpoint`` reads the file safely (``containers``: how bytes become tensors), then asks each
+layout (``layouts``: which tensors mean which network) whether it recognises the content; the first
+that does builds the generator.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sefa_core.device import resolve_device
 from sefa_core.errors import CheckpointError, SefaError
-from sefa_core.formats.container import RawCheckpoint, read_checkpoint
+from sefa_core.formats.containers import RawCheckpoint, read_checkpoint
+from sefa_core.formats.layouts import ALL_LAYOUTS
 from sefa_core.models.base import Generator
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Layout:
-    """An on-disk layout: how to recognise it and how to build a generator from it."""
-
-    name: str  # shown to users, e.g. "genforce .pth"
-    matches: Callable[[RawCheckpoint], bool]
-    build: Callable[[RawCheckpoint], Generator]
-
-
-# Tried in this order; the first whose ``matches`` is true builds the generator.
-LAYOUT_MODULES = ("dcgan_tutorial", "genforce", "rosinality", "nvidia", "biggan")
 SHOWN_KEYS = 6  # keys listed in an error line
-
-
-def _layouts() -> tuple[Layout, ...]:
-    return tuple(
-        layout
-        for name in LAYOUT_MODULES
-        for layout in importlib.import_module(f"sefa_core.formats.{name}").LAYOUTS
-    )
-
-
-def unwrap_state_dict(content: Any, wrapper_keys: Sequence[str]) -> dict[str, Any] | None:
-    """The state dict under the first of ``wrapper_keys`` present, else ``content`` itself if a dict."""
-    if not isinstance(content, dict):
-        return None
-    for key in wrapper_keys:
-        if isinstance(content.get(key), dict):
-            return content[key]
-    return content
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -69,7 +37,7 @@ def checkpoint_file(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, device: str = "auto") -> Generator:
     """Read ``path`` safely, recognise its layout and build the generator on ``device``."""
     raw = read_checkpoint(checkpoint_file(path))
-    for layout in _layouts():
+    for layout in ALL_LAYOUTS:
         if layout.matches(raw):
             try:
                 generator = layout.build(raw)
@@ -101,7 +69,7 @@ def describe_unknown(raw: RawCheckpoint) -> str:
     nested = {key: value for key, value in raw.content.items() if isinstance(value, dict) and value}
     for key, value in nested.items():
         inner = dataclasses.replace(raw, content=value)
-        if found := next((layout.name for layout in _layouts() if layout.matches(inner)), None):
+        if found := next((layout.name for layout in ALL_LAYOUTS if layout.matches(inner)), None):
             return f"{problem}: '{key}' holds a generator in the {found} layout, which never stores it there"
     if nested:
         key, value = max(nested.items(), key=lambda item: len(item[1]))

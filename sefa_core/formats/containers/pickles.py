@@ -15,7 +15,7 @@ import hashlib
 import io
 import logging
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,8 @@ import numpy as np
 import torch
 
 from sefa_core.errors import CheckpointError
-from sefa_core.formats.container import (
-    check_structure,
-    describe_read_error,
-    is_legacy_torch,
-    refused_global,
-    torch_load_weights_only,
-)
+from sefa_core.formats.containers.checks import check_structure, describe_read_error, refused_global
+from sefa_core.formats.containers.torch_files import is_legacy_torch, torch_load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -79,48 +74,6 @@ def load_network_pickle(path: Path) -> Any:
         raise CheckpointError(path, describe_read_error(error)) from error
     check_structure(path, content)
     return content
-
-
-def module_state_dict(obj: PersistentObject) -> dict[str, torch.Tensor]:
-    """The ``state_dict()`` the module would return: parameters and buffers under dotted names."""
-    return dict(_named_tensors(obj, prefix=""))
-
-
-def init_kwargs(obj: PersistentObject) -> dict[str, Any]:
-    """The constructor keyword arguments NVIDIA recorded (``_init_kwargs``), as plain dicts."""
-    kwargs = obj.state.get("_init_kwargs")
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"the {obj.class_name} record has no _init_kwargs dict")
-    return _plain(kwargs)
-
-
-def _named_tensors(obj: PersistentObject, prefix: str) -> Iterator[tuple[str, torch.Tensor]]:
-    # nn.Module.state_dict order: own parameters, own buffers, then each child in turn.
-    for table in ("_parameters", "_buffers"):
-        for name, tensor in _entries(obj, table):
-            if not isinstance(tensor, torch.Tensor):
-                raise ValueError(f"{prefix}{name} in {obj.class_name}.{table} is a {type(tensor).__name__}")
-            yield prefix + name, tensor.detach()
-    for name, child in _entries(obj, "_modules"):
-        if not isinstance(child, PersistentObject):
-            raise ValueError(f"submodule {prefix}{name} is a {type(child).__name__}, not a network record")
-        yield from _named_tensors(child, prefix=f"{prefix}{name}.")
-
-
-def _entries(obj: PersistentObject, table: str) -> Iterator[tuple[str, Any]]:
-    """The non-None entries of a module table (a dict, or an OrderedDict in older files)."""
-    entries = obj.state.get(table, {})
-    if not isinstance(entries, dict):
-        raise ValueError(f"{obj.class_name}.{table} is a {type(entries).__name__}, not a dict")
-    return ((str(name), value) for name, value in entries.items() if value is not None)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item) for item in value)
-    return value
 
 
 class _NdarrayToken:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from sefa_core.formats import Layout, unwrap_state_dict
-from sefa_core.formats.container import RawCheckpoint
-from sefa_core.formats.genforce import GENERATOR_KEYS
+from sefa_core.formats.containers import RawCheckpoint
+from sefa_core.formats.layouts.common import Layout, unwrap_state_dict
+from sefa_core.formats.layouts.genforce import GENERATOR_KEYS
 from sefa_core.models.dcgan import DCGANGenerator
 
 WRAPPER_KEYS = ("netG_state_dict", "netG", *GENERATOR_KEYS, "state_dict")

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from sefa_core.errors import CheckpointError
-from sefa_core.formats import Layout, unwrap_state_dict
-from sefa_core.formats.container import RawCheckpoint
+from sefa_core.formats.containers import RawCheckpoint
+from sefa_core.formats.layouts.common import Layout, unwrap_state_dict
 from sefa_core.models.base import Generator, check_file_tensors
 from sefa_core.models.pggan import INIT_RES, PGGANGenerator
 from sefa_core.models.stylegan import StyleGANGenerator
@@ -57,7 +57,7 @@ def build(raw: RawCheckpoint) -> Generator:
     check_file_tensors(state)  # as stored: StyleGAN2's conversion shifts the style biases
     kind = gan_type(state)
     if kind == "stylegan2":
-        from sefa_core.formats.genforce_stylegan2 import build_genforce_stylegan2
+        from sefa_core.formats.layouts.genforce_stylegan2 import build_genforce_stylegan2
 
         return build_genforce_stylegan2(state)
     context = f"{LAYOUT_NAME} ({kind})"

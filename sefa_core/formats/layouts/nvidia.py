@@ -1,7 +1,7 @@
 """NVIDIA stylegan2-ada-pytorch and stylegan3 networks: a network ``.pkl`` or a bare state dict.
 
 - ``.pkl`` (``{'G', 'D', 'G_ema', ...}``): ``read_checkpoint`` turns every network into a
-  ``PersistentObject`` record (``nvidia_pickle``); we rebuild ``G_ema``'s state dict from it and
+  ``PersistentObject`` record (``containers.pickles``); we rebuild ``G_ema``'s state dict from it and
   read its constructor kwargs (``conv_clamp``, the mapping learning-rate multiplier).
 - a bare ``G_ema.state_dict()`` (``mapping.fc0.weight``, ``synthesis.b4.const``, ...), or one saved
   under ``G_ema``: everything is read from the tensors. Such a file does not record
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
-from sefa_core.formats import Layout
-from sefa_core.formats.container import RawCheckpoint
+from sefa_core.formats.containers import RawCheckpoint
+from sefa_core.formats.containers.pickles import PersistentObject
+from sefa_core.formats.layouts.common import Layout
 from sefa_core.models.base import Generator, check_file_tensors, file_key_names
 from sefa_core.models.stylegan2 import (
     INIT_RESOLUTION,
@@ -49,8 +50,6 @@ _LAYER = re.compile(
 
 
 def _is_record(value: Any) -> bool:
-    from sefa_core.formats.nvidia_pickle import PersistentObject
-
     return isinstance(value, PersistentObject)
 
 
@@ -75,8 +74,6 @@ def matches_state_dict(raw: RawCheckpoint) -> bool:
 
 
 def build_pickle(raw: RawCheckpoint) -> Generator:
-    from sefa_core.formats.nvidia_pickle import init_kwargs, module_state_dict
-
     record = raw.content[EMA_KEY]
     return build_network(module_state_dict(record), init_kwargs(record))
 
@@ -159,3 +156,45 @@ def file_key(model_key: str) -> str:
 PICKLE_LAYOUT = Layout("NVIDIA stylegan2-ada .pkl", matches_pickle, build_pickle)
 STATE_DICT_LAYOUT = Layout("NVIDIA state dict", matches_state_dict, build_state_dict)
 LAYOUTS = (PICKLE_LAYOUT, STATE_DICT_LAYOUT)
+
+
+def module_state_dict(obj: PersistentObject) -> dict[str, torch.Tensor]:
+    """The ``state_dict()`` the module would return: parameters and buffers under dotted names."""
+    return dict(_named_tensors(obj, prefix=""))
+
+
+def init_kwargs(obj: PersistentObject) -> dict[str, Any]:
+    """The constructor keyword arguments NVIDIA recorded (``_init_kwargs``), as plain dicts."""
+    kwargs = obj.state.get("_init_kwargs")
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"the {obj.class_name} record has no _init_kwargs dict")
+    return _plain(kwargs)
+
+
+def _named_tensors(obj: PersistentObject, prefix: str) -> Iterator[tuple[str, torch.Tensor]]:
+    # nn.Module.state_dict order: own parameters, own buffers, then each child in turn.
+    for table in ("_parameters", "_buffers"):
+        for name, tensor in _entries(obj, table):
+            if not isinstance(tensor, torch.Tensor):
+                raise ValueError(f"{prefix}{name} in {obj.class_name}.{table} is a {type(tensor).__name__}")
+            yield prefix + name, tensor.detach()
+    for name, child in _entries(obj, "_modules"):
+        if not isinstance(child, PersistentObject):
+            raise ValueError(f"submodule {prefix}{name} is a {type(child).__name__}, not a network record")
+        yield from _named_tensors(child, prefix=f"{prefix}{name}.")
+
+
+def _entries(obj: PersistentObject, table: str) -> Iterator[tuple[str, Any]]:
+    """The non-None entries of a module table (a dict, or an OrderedDict in older files)."""
+    entries = obj.state.get(table, {})
+    if not isinstance(entries, dict):
+        raise ValueError(f"{obj.class_name}.{table} is a {type(entries).__name__}, not a dict")
+    return ((str(name), value) for name, value in entries.items() if value is not None)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value

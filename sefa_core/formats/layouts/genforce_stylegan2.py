@@ -1,6 +1,6 @@
 """genforce's StyleGAN2 state dict (``models/stylegan2_generator.py``, the sefa ``.pth`` files).
 
-``sefa_core.formats.genforce`` recognises the ``.pth`` container and hands the StyleGAN2 state
+``sefa_core.formats.layouts.genforce`` recognises the ``.pth`` container and hands the StyleGAN2 state
 dict (``generator_smooth`` when present) to ``build_genforce_stylegan2``. Keys:
 ``mapping.dense{i}``, ``truncation.w_avg``, ``synthesis.early_layer.const``,
 ``synthesis.layer{i}`` (the conv reading W+ row i; odd i up-sample), ``synthesis.output{k}``

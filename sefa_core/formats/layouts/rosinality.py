@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from sefa_core.formats import Layout, unwrap_state_dict
-from sefa_core.formats.container import RawCheckpoint
+from sefa_core.formats.containers import RawCheckpoint
+from sefa_core.formats.layouts.common import Layout, unwrap_state_dict
 from sefa_core.models.base import check_file_tensors, check_weight_values, file_key_names
 from sefa_core.models.stylegan2 import StyleGAN2Generator, build_stylegan2, shared_resample_filter
 

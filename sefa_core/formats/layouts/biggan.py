@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from sefa_core.errors import CheckpointError
-from sefa_core.formats import Layout
-from sefa_core.formats.container import RawCheckpoint
+from sefa_core.formats.containers import RawCheckpoint
+from sefa_core.formats.layouts.common import Layout
 from sefa_core.models.base import check_file_tensors
 from sefa_core.models.biggan import RGB_CHANNELS, START_SIZE, BigGANGenerator, BlockSpec
 

@@ -1,0 +1,18 @@
+"""Layouts: which tensors mean which network (genforce, rosinality, NVIDIA, BigGAN, DCGAN).
+
+Each module exports ``LAYOUTS``; ``ALL_LAYOUTS`` is tried in this order and the first whose
+``matches`` is true builds the generator.
+"""
+
+from __future__ import annotations
+
+from sefa_core.formats.layouts import biggan, dcgan, genforce, nvidia, rosinality
+from sefa_core.formats.layouts.common import Layout
+
+ALL_LAYOUTS: tuple[Layout, ...] = (
+    *dcgan.LAYOUTS,
+    *genforce.LAYOUTS,
+    *rosinality.LAYOUTS,
+    *nvidia.LAYOUTS,
+    *biggan.LAYOUTS,
+)
