@@ -27,7 +27,7 @@ import torch
 
 from sefa_core.atomic import atomic_write_bytes
 from sefa_core.editing import apply_offset
-from sefa_core.errors import SefaError
+from sefa_core.errors import SefaError, require
 from sefa_core.factorize import Semantics
 from sefa_core.layers import MAX_SPEC_LENGTH, parse_layers
 from sefa_core.models.base import Generator
@@ -93,7 +93,7 @@ class DirectionSet:
 
     def with_alphas(self, alphas: Sequence[float]) -> DirectionSet:
         """The set with each direction's saved slider value replaced."""
-        assert len(alphas) == len(self.directions), "one alpha per direction"
+        require(len(alphas) == len(self.directions), "one alpha per direction")
         moved = (replace(d, alpha=float(a)) for d, a in zip(self.directions, alphas, strict=True))
         return replace(self, directions=tuple(moved))
 
@@ -115,7 +115,7 @@ def from_sliders(
     layers = layers or {}
     directions = []
     for index, name in names.items():
-        assert 0 <= index < len(semantics.directions), f"semantic {index} does not exist"
+        require(0 <= index < len(semantics.directions), f"semantic {index} does not exist")
         alpha = state.alphas[index] if index < len(state.alphas) else 0.0
         spec = layers.get(index) or semantics.layer_spec or "all"
         directions.append(
@@ -157,7 +157,7 @@ def apply_direction_set(
     codes: torch.Tensor, direction_set: DirectionSet, alphas: Sequence[float], num_layers: int
 ) -> torch.Tensor:
     """Codes (N, *code_shape) moved by ``alphas[i]`` along direction i, each on its own W+ rows."""
-    assert len(alphas) == len(direction_set.directions), "one alpha per direction"
+    require(len(alphas) == len(direction_set.directions), "one alpha per direction")
     for direction, alpha in zip(direction_set.directions, alphas, strict=True):
         if alpha == 0.0:
             continue

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from sefa_core.errors import require
 from sefa_core.factorize import Semantics
 
 
@@ -19,7 +20,7 @@ def edit_offset(semantics: Semantics, alphas: Mapping[int, float]) -> torch.Tens
     """Σ αₖ·nₖ over the chosen semantics: (direction_dim,), float32."""
     offset = np.zeros(semantics.directions.shape[1], dtype=np.float64)
     for index, alpha in alphas.items():
-        assert 0 <= index < len(semantics.directions), f"semantic {index} does not exist"
+        require(0 <= index < len(semantics.directions), f"semantic {index} does not exist")
         offset += float(alpha) * semantics.directions[index]
     return torch.from_numpy(offset.astype(np.float32))
 
@@ -29,10 +30,10 @@ def apply_offset(
 ) -> torch.Tensor:
     """Add ``offset`` (direction_dim,) to z codes (N, D), or to W+ rows ``layers`` of (N, L, D)."""
     offset = offset.to(device=codes.device, dtype=codes.dtype)
-    assert offset.shape == (codes.shape[-1],), "the offset must match one edit-space row"
+    require(offset.shape == (codes.shape[-1],), "the offset must match one edit-space row")
     if codes.ndim == 2:  # z space: (N, D)
         return codes + offset
-    assert codes.ndim == 3, "codes are (N, D) or (N, num_layers, D)"
+    require(codes.ndim == 3, "codes are (N, D) or (N, num_layers, D)")
     rows = list(range(codes.shape[1])) if layers is None else list(layers)
     edited = codes.clone()
     edited[:, rows] += offset  # (N, len(rows), D) + (D,)
@@ -53,7 +54,7 @@ def traversal(
     layers: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """One code (1, *code_shape) walked along ``direction``: (len(distances), *code_shape)."""
-    assert code.shape[0] == 1, "a traversal starts from one code"
+    require(code.shape[0] == 1, "a traversal starts from one code")
     unit = torch.from_numpy(np.asarray(direction, dtype=np.float32))
     steps = [apply_offset(code, unit * float(distance), layers) for distance in distances]
     return torch.cat(steps, dim=0)
@@ -61,5 +62,5 @@ def traversal(
 
 def distances(start: float, end: float, steps: int) -> list[float]:
     """``steps`` evenly spaced distances from ``start`` to ``end``, as the reference uses."""
-    assert steps >= 1, "at least one step"
+    require(steps >= 1, "at least one step")
     return [float(x) for x in np.linspace(start, end, steps)]

@@ -28,3 +28,13 @@ class ConfigError(SefaError):
 
 class CodeFileError(SefaError):
     """A latent-code file (``.npy``) that does not fit the model."""
+
+
+class InputError(SefaError, ValueError):
+    """A value handed to the engine that does not fit: a shape, an index, a range."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``InputError(message)`` unless ``condition``: an input check that ``python -O`` keeps."""
+    if not condition:
+        raise InputError(message)

@@ -27,7 +27,7 @@ import yaml
 from sefa_core.atomic import atomic_write_text
 from sefa_core.codes import codes_for_generator
 from sefa_core.editing import apply_edits
-from sefa_core.errors import SefaError
+from sefa_core.errors import SefaError, require
 from sefa_core.factorize import factorize
 from sefa_core.layers import MAX_SPEC_LENGTH, parse_layers
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
@@ -82,7 +82,7 @@ class Recipe:
     conditioning: Conditioning | None = None
 
     def __post_init__(self) -> None:
-        assert (self.seed is None) != (self.code is None), "a recipe starts from a seed or from a code"
+        require((self.seed is None) != (self.code is None), "a recipe starts from a seed or from a code")
         object.__setattr__(self, "edits", tuple((int(k), float(a)) for k, a in self.edits))
         if self.code is not None and not isinstance(self.code, tuple):
             array = torch.as_tensor(self.code).detach().cpu().numpy().astype(np.float32)
@@ -99,7 +99,7 @@ class Recipe:
 
     def code_array(self) -> np.ndarray:
         """The explicit base code as float32, exactly as written."""
-        assert self.code is not None, "this recipe starts from a seed"
+        require(self.code is not None, "this recipe starts from a seed")
         return np.asarray(self.code, dtype=np.float32)
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from sefa_core.editing import traversal
+from sefa_core.errors import require
 from sefa_core.factorize import Semantics
 from sefa_core.models.base import Generator
 
@@ -25,14 +26,14 @@ PNG_COMPRESS_LEVEL = 1
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Generator output (N, 3, H, W) in about [-1, 1] -> uint8 (N, H, W, 3)."""
-    assert images.ndim == 4 and images.shape[1] == 3, "images must be (N, 3, H, W)"
+    require(images.ndim == 4 and images.shape[1] == 3, "images must be (N, 3, H, W)")
     scaled = (images.detach().float().clamp(-1, 1) + 1) * 127.5  # [-1, 1] -> [0, 255]
     return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3)
 
 
 def encode_image(pixels: np.ndarray, image_format: str = LIVE_FORMAT, quality: int = LIVE_QUALITY) -> bytes:
     """One uint8 (H, W, 3) image -> encoded bytes (JPEG for the live view, PNG for exports)."""
-    assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8, "pixels (H, W, 3) uint8"
+    require(pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8, "pixels (H, W, 3) uint8")
     buffer = io.BytesIO()
     lossy = image_format.upper() in ("JPEG", "WEBP")
     options = {"quality": quality} if lossy else {"compress_level": PNG_COMPRESS_LEVEL}
@@ -91,12 +92,12 @@ def render_traversals(
     codes plus the uint8 result. ``progress(done, total)`` is called after every batch.
     ``conditioning`` is passed to ``generator.synthesize`` as is (class-conditional models).
     """
-    assert batch_size >= 1, "batch_size must be at least 1"
-    assert tuple(codes.shape[1:]) == generator.code_shape, "codes must be (N, *generator.code_shape)"
-    assert all(0 <= k < len(semantics.directions) for k in semantic_indices), "semantic index out of range"
+    require(batch_size >= 1, "batch_size must be at least 1")
+    require(tuple(codes.shape[1:]) == generator.code_shape, "codes must be (N, *generator.code_shape)")
+    require(all(0 <= k < len(semantics.directions) for k in semantic_indices), "semantic index out of range")
     num_codes, num_semantics, num_steps = codes.shape[0], len(semantic_indices), len(distances)
     total = num_codes * num_semantics * num_steps
-    assert total > 0, "nothing to render: N, K and the number of distances must all be positive"
+    require(total > 0, "nothing to render: N, K and the number of distances must all be positive")
     conditioning = dict(conditioning or {})
     pixels: np.ndarray | None = None
     done = 0
@@ -117,9 +118,9 @@ def render_traversals(
 # ---- grids and animations -------------------------------------------------------------------
 def image_grid(pixels: np.ndarray, pad: int = GRID_PAD, pad_value: int = GRID_PAD_VALUE) -> np.ndarray:
     """uint8 (R, C, H, W, 3) -> one (R·H + (R+1)·pad, C·W + (C+1)·pad, 3) image, framed by ``pad``."""
-    assert pixels.ndim == 5 and pixels.shape[4] == 3, "pixels must be (R, C, H, W, 3)"
-    assert pixels.dtype == np.uint8, "pixels must be uint8"
-    assert pad >= 0 and 0 <= pad_value <= 255, "pad >= 0 and pad_value in [0, 255]"
+    require(pixels.ndim == 5 and pixels.shape[4] == 3, "pixels must be (R, C, H, W, 3)")
+    require(pixels.dtype == np.uint8, "pixels must be uint8")
+    require(pad >= 0 and 0 <= pad_value <= 255, "pad >= 0 and pad_value in [0, 255]")
     rows, cols, height, width, _ = pixels.shape
     grid = np.full(
         (rows * height + (rows + 1) * pad, cols * width + (cols + 1) * pad, 3), pad_value, dtype=np.uint8
@@ -137,7 +138,7 @@ def downscale(pixels: np.ndarray, max_size: int) -> np.ndarray:
 
     Images already small enough come back unchanged (the same array), never upscaled.
     """
-    assert pixels.ndim >= 3 and pixels.shape[-1] == 3 and max_size >= 1, "pixels (..., H, W, 3)"
+    require(pixels.ndim >= 3 and pixels.shape[-1] == 3 and max_size >= 1, "pixels (..., H, W, 3)")
     height, width = pixels.shape[-3:-1]
     if max(height, width) <= max_size:
         return pixels
@@ -154,7 +155,7 @@ def contact_sheet(
     images: np.ndarray, columns: int, pad: int = GRID_PAD, pad_value: int = GRID_PAD_VALUE
 ) -> np.ndarray:
     """uint8 (N, H, W, 3) laid out ``columns`` wide; the last row is filled with ``pad_value``."""
-    assert images.ndim == 4 and columns >= 1, "images (N, H, W, 3)"
+    require(images.ndim == 4 and columns >= 1, "images (N, H, W, 3)")
     rows = -(-len(images) // columns)  # ceil
     filler = np.full((rows * columns - len(images), *images.shape[1:]), pad_value, dtype=np.uint8)
     cells = np.concatenate([images, filler]).reshape(rows, columns, *images.shape[1:])  # (R, C, H, W, 3)
@@ -165,8 +166,10 @@ def gif_bytes(
     frames: np.ndarray, duration_ms: int = GIF_FRAME_MS, loop: int = 0, pingpong: bool = False
 ) -> bytes:
     """uint8 (T, H, W, 3) -> an animated GIF; ``loop=0`` repeats forever, ``pingpong`` plays back too."""
-    assert frames.ndim == 4 and frames.shape[3] == 3 and frames.dtype == np.uint8, "frames (T, H, W, 3) uint8"
-    assert len(frames) >= 1 and duration_ms > 0 and loop >= 0, "at least one frame, positive duration"
+    require(
+        frames.ndim == 4 and frames.shape[3] == 3 and frames.dtype == np.uint8, "frames (T, H, W, 3) uint8"
+    )
+    require(len(frames) >= 1 and duration_ms > 0 and loop >= 0, "at least one frame, positive duration")
     sequence = list(frames)
     if pingpong and len(frames) > 2:
         sequence += list(frames[-2:0:-1])  # back again, without repeating the two ends
@@ -212,7 +215,7 @@ def _traversal_page(
 
     cells: uint8 (groups, rows, S, H, W, 3).
     """
-    assert cells.shape[:3] == (len(group_labels), len(row_labels), len(distances)), "one cell per label"
+    require(cells.shape[:3] == (len(group_labels), len(row_labels), len(distances)), "one cell per label")
     num_columns = len(distances) + 1
     head = "".join(f"<th>Distance {d:.2f}</th>" for d in distances)
     lines = [
@@ -242,7 +245,7 @@ def semantic_label(index: int, eigenvalue: float) -> str:
 def _labels(pixels: np.ndarray, semantics: Semantics, semantic_indices: Sequence[int]) -> tuple[list, list]:
     """Row labels of the samples and of the semantics of traversal pixels (N, K, S, H, W, 3)."""
     num_codes, num_semantics = pixels.shape[:2]
-    assert pixels.ndim == 6 and num_semantics == len(semantic_indices), "pixels (N, K, S, H, W, 3)"
+    require(pixels.ndim == 6 and num_semantics == len(semantic_indices), "pixels (N, K, S, H, W, 3)")
     samples = [f"Sample {n:03d}" for n in range(num_codes)]
     names = [semantic_label(k, float(semantics.eigenvalues[k])) for k in semantic_indices]
     return samples, names

@@ -22,6 +22,7 @@ import torch
 
 from sefa_core.config import MAX_NUM_SEMANTICS, ModelEntry, SliderRange
 from sefa_core.editing import apply_edits, distances
+from sefa_core.errors import require
 from sefa_core.factorize import Semantics
 from sefa_core.models.base import Generator
 from sefa_core.recipe import Conditioning, Recipe
@@ -141,8 +142,8 @@ def source_code(
     """The code ``source`` names: (1, *code_shape) on the generator's device."""
     if source.kind == "seed":
         return generator.sample(1, source.index, truncation.psi, truncation.layers)
-    assert rows.rows is not None and source.kind == rows.kind, f"{source.label} is not among the rows"
-    assert 0 <= source.index < len(rows), f"no {source.label} here"
+    require(rows.rows is not None and source.kind == rows.kind, f"{source.label} is not among the rows")
+    require(0 <= source.index < len(rows), f"no {source.label} here")
     return rows.rows[source.index : source.index + 1].to(generator.device)
 
 
@@ -277,7 +278,7 @@ def traversal_frames(
     generator: Generator, semantics: Semantics, state: EditState, index: int, slider: SliderRange, steps: int
 ) -> np.ndarray:
     """Slider ``index`` swept across its range, the other sliders where they stand: uint8 (S, H, W, 3)."""
-    assert 0 <= index < len(state.alphas), f"semantic {index} has no slider"
+    require(0 <= index < len(state.alphas), f"semantic {index} has no slider")
     others = list(state.alphas)
     others[index] = 0.0
     start = edited_code(generator, semantics, state.with_alphas(others))

@@ -22,9 +22,10 @@ from sefa_core.models.biggan import (
     imagenet_class_names,
 )
 
-IMAGE_ATOL = 1e-4
-COS_TOLERANCE = 1e-6  # 1 - |cos| per direction, the fixture README's bound for a float32 pipeline
-EIGENVALUE_RTOL = 1e-9  # both sides are float64 eigh on the same float32 weights
+Z_ATOL = 1e-6  # truncated-normal draws through float64 ppf then float32; |z| <= 0.8
+IMAGE_ATOL = 1e-3  # the fixtures' README (§3): float32 convolutions differ across CPUs, BLAS and thread counts
+COS_TOLERANCE = 1e-4  # 1 - |cos| per direction: the fixtures' README bound (|<a,b>| > 1 - 1e-4)
+EIGENVALUE_RTOL = 1e-6  # float64 eigh of a Gram built from float32 weights; LAPACK builds differ past 1e-9
 FIXTURE = "biggan_32"
 
 TINY_CONFIG = {
@@ -141,7 +142,7 @@ def test_biggan_matches_reference_images(reference_generator, image: str, trunca
 @pytest.mark.fixtures
 def test_biggan_samples_the_packages_truncated_noise(reference_generator) -> None:
     z = reference_generator.sample(8, seed=123, trunc_psi=0.4).numpy()
-    np.testing.assert_array_max_ulp(z, load_reference("z"), maxulp=1)
+    np.testing.assert_allclose(z, load_reference("z"), rtol=0, atol=Z_ATOL)
     assert np.abs(z).max() <= 2 * 0.4, "truncated normal draws stay within truncation * 2"
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from sefa_core.editing import distances, traversal
+from sefa_core.errors import InputError
 from sefa_core.factorize import Semantics, factorize
 from sefa_core.models.base import Generator
 from sefa_core.render import (
@@ -235,5 +236,5 @@ def test_page_text_is_escaped_and_large_images_are_shrunk() -> None:
 
 
 def test_a_mismatched_pixel_array_is_refused() -> None:
-    with pytest.raises(AssertionError):
+    with pytest.raises(InputError):
         sample_first_html(_pixels(2, 3, 5), _unit_semantics(4, (0,)), [0, 1], STEPS)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sefa_core.errors import require
 from sefa_core.layers import layer_ranges, parse_layers
 
 EditSpace = Literal["z", "w+"]
@@ -48,10 +49,10 @@ class Generator(nn.Module, ABC):
         layer_names: Sequence[str],
     ) -> None:
         super().__init__()
-        assert latent_dim > 0 and direction_dim > 0 and resolution > 0, "sizes must be positive"
-        assert num_layers >= 1 and len(layer_names) >= 1, "a generator has at least one layer"
+        require(latent_dim > 0 and direction_dim > 0 and resolution > 0, "sizes must be positive")
+        require(num_layers >= 1 and len(layer_names) >= 1, "a generator has at least one layer")
         if self.edit_space == "z":
-            assert num_layers == 1, "z-space generators have a single edit-space row"
+            require(num_layers == 1, "z-space generators have a single edit-space row")
         self.latent_dim = latent_dim  # size of z, what sampling draws
         self.direction_dim = direction_dim  # size of one edit-space row: z for "z", w for "w+"
         self.resolution = resolution
@@ -122,11 +123,12 @@ class Generator(nn.Module, ABC):
         ``trunc_layers=None`` truncates every W+ row; ignored by models without truncation.
         """
         z = torch.as_tensor(z, dtype=torch.float32)
-        assert z.ndim == 2 and z.shape[1] == self.latent_dim, (
-            f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}"
+        require(
+            z.ndim == 2 and z.shape[1] == self.latent_dim,
+            f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}",
         )
         codes = self._to_edit_space(z.to(self.device), float(trunc_psi), trunc_layers)
-        assert tuple(codes.shape[1:]) == self.code_shape, "edit-space codes have the wrong shape"
+        require(tuple(codes.shape[1:]) == self.code_shape, "edit-space codes have the wrong shape")
         return codes
 
     @torch.inference_mode()
@@ -137,11 +139,12 @@ class Generator(nn.Module, ABC):
         ``conditioning`` (e.g. ``classes=``, ``truncation=``); others ignore it.
         """
         codes = torch.as_tensor(codes, dtype=torch.float32)
-        assert tuple(codes.shape[1:]) == self.code_shape, (
-            f"codes must be (N, {', '.join(map(str, self.code_shape))}), got {tuple(codes.shape)}"
+        require(
+            tuple(codes.shape[1:]) == self.code_shape,
+            f"codes must be (N, {', '.join(map(str, self.code_shape))}), got {tuple(codes.shape)}",
         )
         images = self._synthesize(codes.to(self.device), **conditioning)
-        assert images.ndim == 4 and images.shape[1] == 3, "images must be (N, 3, H, W)"
+        require(images.ndim == 4 and images.shape[1] == 3, "images must be (N, 3, H, W)")
         return images
 
     @abstractmethod
@@ -298,7 +301,7 @@ def truncate_wplus(
 
     wp: (N, num_layers, w_dim); w_avg: (w_dim,). ``trunc_layers=None`` means every row.
     """
-    assert wp.ndim == 3 and w_avg.shape == (wp.shape[2],), "wp (N, L, w_dim), w_avg (w_dim,)"
+    require(wp.ndim == 3 and w_avg.shape == (wp.shape[2],), "wp (N, L, w_dim), w_avg (w_dim,)")
     if trunc_psi == 1.0:
         return wp
     cutoff = wp.shape[1] if trunc_layers is None else min(int(trunc_layers), wp.shape[1])

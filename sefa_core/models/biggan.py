@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sefa_core.errors import require
 from sefa_core.models.base import Generator
 
 DEFAULT_TRUNCATION = 0.4  # the package's examples sample z and pick BN rows with 0.4
@@ -53,7 +54,7 @@ def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet class names in index order (duplicate names disambiguated)."""
     text = resources.files("sefa_core").joinpath(IMAGENET_CLASSES_FILE).read_text(encoding="utf-8")
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    assert len(names) == IMAGENET_NUM_CLASSES, f"{IMAGENET_CLASSES_FILE} must hold 1000 names"
+    require(len(names) == IMAGENET_NUM_CLASSES, f"{IMAGENET_CLASSES_FILE} must hold 1000 names")
     return names
 
 
@@ -72,7 +73,7 @@ class StandingBatchNorm(nn.Module):
 
     def __init__(self, num_features: int, n_stats: int, eps: float) -> None:
         super().__init__()
-        assert n_stats >= 2, "a statistics table needs at least two truncation rows"
+        require(n_stats >= 2, "a statistics table needs at least two truncation rows")
         self.eps = eps
         self.register_buffer("running_means", torch.zeros(n_stats, num_features))
         self.register_buffer("running_vars", torch.ones(n_stats, num_features))
@@ -133,7 +134,7 @@ class GenBlock(nn.Module):
     def __init__(self, spec: BlockSpec, cond_dim: int, n_stats: int, eps: float) -> None:
         super().__init__()
         c_in, c_out = spec.in_channels, spec.out_channels
-        assert c_out in (c_in, c_in // 2), "a GenBlock keeps or halves its channels"
+        require(c_out in (c_in, c_in // 2), "a GenBlock keeps or halves its channels")
         mid = c_in // BOTTLENECK
         self.up_sample = spec.up_sample
         self.bn_0 = ConditionalBatchNorm(c_in, cond_dim, n_stats, eps)
@@ -241,9 +242,10 @@ class BigGANGenerator(Generator):
         n_stats: int,
         eps: float,
     ) -> None:
-        assert blocks, "BigGAN has at least one GenBlock"
-        assert attention_position is None or 0 <= attention_position < len(blocks), (
-            "attention sits before one of the blocks"
+        require(blocks, "BigGAN has at least one GenBlock")
+        require(
+            attention_position is None or 0 <= attention_position < len(blocks),
+            "attention sits before one of the blocks",
         )
         block_indices = [
             i + int(attention_position is not None and i >= attention_position) for i in range(len(blocks))
@@ -292,7 +294,7 @@ class BigGANGenerator(Generator):
         return super().sample(n, seed, trunc_psi, trunc_layers)
 
     def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
-        assert 0.0 < trunc_psi <= 1.0, f"BigGAN truncation must be in (0, 1], got {trunc_psi}"
+        require(0.0 < trunc_psi <= 1.0, f"BigGAN truncation must be in (0, 1], got {trunc_psi}")
         return z * trunc_psi
 
     # ---- images ---------------------------------------------------------------------------
@@ -302,15 +304,17 @@ class BigGANGenerator(Generator):
             classes = DEFAULT_CLASS
         labels = torch.as_tensor(classes, device=self.device)
         if labels.ndim == 2:
-            assert labels.shape == (n, self.num_classes), (
-                f"class vectors must be ({n}, {self.num_classes}), got {tuple(labels.shape)}"
+            require(
+                labels.shape == (n, self.num_classes),
+                f"class vectors must be ({n}, {self.num_classes}), got {tuple(labels.shape)}",
             )
             return labels.float()
-        assert not labels.is_floating_point(), "class indices must be integers"
+        require(not labels.is_floating_point(), "class indices must be integers")
         indices = labels.expand(n) if labels.ndim == 0 else labels
-        assert indices.shape == (n,), f"class indices must be ({n},), got {tuple(indices.shape)}"
-        assert bool(((indices >= 0) & (indices < self.num_classes)).all()), (
-            f"class indices must be in [0, {self.num_classes})"
+        require(indices.shape == (n,), f"class indices must be ({n},), got {tuple(indices.shape)}")
+        require(
+            bool(((indices >= 0) & (indices < self.num_classes)).all()),
+            f"class indices must be in [0, {self.num_classes})",
         )
         return F.one_hot(indices.long(), self.num_classes).float()
 
@@ -319,7 +323,7 @@ class BigGANGenerator(Generator):
     ) -> torch.Tensor:
         """``truncation`` should be the one the codes were sampled with (default 0.4, as ``sample``)."""
         truncation = DEFAULT_TRUNCATION if truncation is None else float(truncation)
-        assert 0.0 < truncation <= 1.0, f"BigGAN truncation must be in (0, 1], got {truncation}"
+        require(0.0 < truncation <= 1.0, f"BigGAN truncation must be in (0, 1], got {truncation}")
         labels = self.class_vectors(classes, codes.shape[0])  # (N, num_classes)
         cond = torch.cat([codes, self.embeddings(labels)], dim=1)  # (N, 2·z_dim), z first
         return self.generator(cond, truncation)

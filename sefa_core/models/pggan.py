@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sefa_core.errors import require
 from sefa_core.models.base import Generator
 
 INIT_RES = 4  # the first block maps z to a 4x4 map
@@ -73,7 +74,7 @@ class PGGANGenerator(Generator):
 
     def __init__(self, z_dim: int, channels: Sequence[int]) -> None:
         """``channels[b]``: feature maps at resolution ``4 * 2**b``; the last entry sets the output size."""
-        assert len(channels) >= 1 and all(c > 0 for c in channels), "one positive width per resolution"
+        require(len(channels) >= 1 and all(c > 0 for c in channels), "one positive width per resolution")
         super().__init__(
             latent_dim=z_dim,
             direction_dim=z_dim,
@@ -94,7 +95,7 @@ class PGGANGenerator(Generator):
             self.add_module(f"output{block}", to_rgb)
 
     def layer_weight(self, index: int) -> torch.Tensor:
-        assert index == 0, "PGGAN has one factorizable layer"
+        require(index == 0, "PGGAN has one factorizable layer")
         weight = self.layer0.weight  # (C, z_dim, 4, 4); output pixel (y, x) uses kernel (3-y, 3-x)
         return weight.flip((2, 3)).permute(0, 2, 3, 1).reshape(-1, self.latent_dim)  # (C*4*4, z_dim)
 

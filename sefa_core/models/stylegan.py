@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sefa_core.errors import require
 from sefa_core.models.base import Generator, style_layer_presets, wplus_from_w
 from sefa_core.models.pggan import IMAGE_CHANNELS, INIT_RES, LRELU_SLOPE, WSCALE_GAIN, pixel_norm
 
@@ -48,7 +49,7 @@ class MappingNetwork(nn.Module):
 
     def __init__(self, z_dim: int, hidden_dim: int, w_dim: int, num_layers: int) -> None:
         super().__init__()
-        assert num_layers >= 1, "the mapping network has at least one layer"
+        require(num_layers >= 1, "the mapping network has at least one layer")
         self.num_layers = num_layers
         widths = [z_dim] + [hidden_dim] * (num_layers - 1) + [w_dim]
         for index, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
@@ -148,7 +149,7 @@ class ConvLayer(StyledLayer):
         self, in_channels: int, out_channels: int, resolution: int, w_dim: int, upsample: str | None
     ) -> None:
         """``upsample``: None, ``"nearest"`` (upsample then conv) or ``"fused"`` (one transposed conv)."""
-        assert upsample in (None, "nearest", "fused"), f"unknown upsampling {upsample!r}"
+        require(upsample in (None, "nearest", "fused"), f"unknown upsampling {upsample!r}")
         super().__init__(out_channels, resolution, w_dim)
         self.weight = nn.Parameter(torch.zeros(out_channels, in_channels, 3, 3))
         self.wscale = WSCALE_GAIN / math.sqrt(in_channels * 3 * 3)
@@ -213,7 +214,7 @@ class SynthesisNetwork(nn.Module):
             self.add_module(f"output{block}", ToRGB(width))
 
     def forward(self, wp: torch.Tensor) -> torch.Tensor:
-        assert wp.ndim == 3 and wp.shape[1] == self.num_layers, "wp must be (N, num_layers, w_dim)"
+        require(wp.ndim == 3 and wp.shape[1] == self.num_layers, "wp must be (N, num_layers, w_dim)")
         x = self.layer0(wp[:, 0])
         x = self.layer1(x, wp[:, 1])
         for layer in range(2, self.num_layers):
@@ -231,7 +232,7 @@ class StyleGANGenerator(Generator):
         self, z_dim: int, w_dim: int, mapping_hidden: int, mapping_layers: int, channels: Sequence[int]
     ) -> None:
         """``channels[b]``: feature maps at resolution ``4 * 2**b``; the last entry sets the output size."""
-        assert len(channels) >= 1 and all(c > 0 for c in channels), "one positive width per resolution"
+        require(len(channels) >= 1 and all(c > 0 for c in channels), "one positive width per resolution")
         names = []
         for layer in range(2 * len(channels)):
             size = INIT_RES * 2 ** (layer // 2)
@@ -254,7 +255,7 @@ class StyleGANGenerator(Generator):
         self.synthesis = SynthesisNetwork(channels, w_dim)
 
     def layer_weight(self, index: int) -> torch.Tensor:
-        assert 0 <= index < self.num_layers, f"layer {index} is out of range"
+        require(0 <= index < self.num_layers, f"layer {index} is out of range")
         # (2C, w_dim): scale rows then shift rows; genforce factorizes both, as we do.
         return getattr(self.synthesis, f"layer{index}").style.weight
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sefa_core.errors import require
 from sefa_core.models.base import KEY_SLOT, Generator, WeightError, style_layer_presets, wplus_from_w
 
 INIT_RESOLUTION = 4  # the learned constant the synthesis network starts from
@@ -136,7 +137,7 @@ class MappingNetwork(nn.Module):
     def __init__(self, widths: Sequence[int], lr_multiplier: float) -> None:
         """``widths``: [z_dim, hidden..., w_dim]; one dense layer per consecutive pair."""
         super().__init__()
-        assert len(widths) >= 2, "the mapping network has at least one layer"
+        require(len(widths) >= 2, "the mapping network has at least one layer")
         self.layers = nn.ModuleList(
             EqualizedLinear(a, b, lr_multiplier=lr_multiplier, lrelu=True) for a, b in pairwise(widths)
         )
@@ -251,7 +252,7 @@ class SynthesisNetwork(nn.Module):
     ) -> None:
         """``channels``: feature maps at 4x4, 8x8, ..., resolution x resolution."""
         super().__init__()
-        assert len(channels) >= 2, "at least 8x8 output"
+        require(len(channels) >= 2, "at least 8x8 output")
         self.const = nn.Parameter(torch.randn(channels[0], INIT_RESOLUTION, INIT_RESOLUTION))
         self.register_buffer("resample_filter", fir_kernel(resample_taps))
         convs = [
@@ -272,7 +273,7 @@ class SynthesisNetwork(nn.Module):
         return [conv.conv.affine for conv in self.convs] + [self.to_rgbs[-1].conv.affine]
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
-        assert ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)"
+        require(ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)")
         x = self.const.expand(ws.shape[0], -1, -1, -1)  # (N, C, 4, 4)
         image = None
         for row, conv in enumerate(self.convs):

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sefa_core.errors import require
 from sefa_core.models.base import Generator, file_key_names, wplus_from_w
 from sefa_core.models.stylegan2 import (
     DEMODULATE_EPS,
@@ -416,7 +417,7 @@ class SynthesisNetwork(nn.Module):
             setattr(self, geometry.name, SynthesisLayer(arch.w_dim, geometry, arch.conv_clamp))
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
-        assert ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)"
+        require(ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)")
         x = self.input(ws[:, 0])
         for row, name in enumerate(self.layer_names, start=1):
             x = getattr(self, name)(x, ws[:, row])
