@@ -5,6 +5,7 @@
     sefa render MODEL -L 0-1 -N 5 -K 5 --start -3 --end 3 --steps 11 --out results/ [--gif]
     sefa apply recipe.yaml -o out.png [--codes-out code.npy]
     sefa pick-codes MODEL -n 24 -o latent_codes/default.npy [--pool 2000] [--seed 0]
+    sefa serve --replicas 4 --port 8501 [--host 127.0.0.1]
 
 MODEL is a name from config.yaml or a checkpoint path. Every error is one line on stderr and
 exit code 2; ``--debug`` adds the traceback.
@@ -51,6 +52,7 @@ from sefa_core.render import (
     semantic_first_html,
     to_uint8,
 )
+from sefa_core.serve import LOOPBACK, ServeOptions, serve
 
 log = logging.getLogger("sefa_core.cli")
 
@@ -279,6 +281,13 @@ def cmd_pick_codes(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
+# ---- sefa serve ---------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace, config: AppConfig) -> int:
+    """Replicas of the editor behind nginx until SIGTERM or Ctrl-C (see ``sefa_core.serve``)."""
+    config_file = Path(args.config) if args.config else None
+    return serve(ServeOptions(args.replicas, args.port, args.host, config_file))
+
+
 # ---- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sefa", description=__doc__.split("\n\n")[0])
@@ -352,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--sheet", help="also write a contact sheet PNG of the picked faces")
     pick.add_argument("--columns", type=_positive, default=6, help="columns of the contact sheet")
     pick.set_defaults(run=cmd_pick_codes)
+
+    serve_help = "run N replicas of the editor behind nginx (stop with Ctrl-C or SIGTERM)"
+    serving = commands.add_parser("serve", help=serve_help, description=serve_help, parents=[debug])
+    serving.add_argument("--replicas", type=_positive, default=2, help="Streamlit replicas (default: 2)")
+    serving.add_argument("--port", type=_positive, default=8501, help="nginx's public port (default: 8501)")
+    serving.add_argument("--host", default=LOOPBACK, help="nginx's address (default: 127.0.0.1)")
+    serving.set_defaults(run=cmd_serve)
     return parser
 
 
