@@ -138,6 +138,13 @@ class Generator(nn.Module, ABC):
         The raw output, neither clamped nor post-processed. Class-conditional models read
         ``conditioning`` (e.g. ``classes=``, ``truncation=``); others ignore it.
         """
+        return self.synthesize_with_grad(codes, **conditioning)
+
+    def synthesize_with_grad(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
+        """``synthesize`` keeping autograd's graph, so that a loss on the images can move the codes.
+
+        What photo inversion optimises through; everything else uses ``synthesize``.
+        """
         codes = torch.as_tensor(codes, dtype=torch.float32)
         require(
             tuple(codes.shape[1:]) == self.code_shape,
