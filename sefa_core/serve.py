@@ -61,6 +61,7 @@ START_TIMEOUT_S = 180.0  # for every replica to answer its health check (torch i
 HEALTH_TIMEOUT_S = 2.0
 STOP_GRACE_S = 12.0  # SIGTERM, then SIGKILL: all gone well inside 30 s
 LOG_TAIL_LINES = 5
+FAIL_TIMEOUT_S = 3  # nginx leaves a replica that failed alone this long, then tries it again
 PR_SET_PDEATHSIG = 1  # Linux prctl: a child gets this signal when `sefa serve` itself is killed
 
 
@@ -170,13 +171,14 @@ def nginx_config(
     is root's alone, and nginx's default worker user could not read it.
     """
     indent = " " * 4
+    watched = f"max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s"  # one refused connection takes it out a while
     upstreams = []
     for replica in replicas:
         lines = [f"{indent}upstream sefa_{replica.name} {{"]
-        lines.append(f"{indent * 2}server {LOOPBACK}:{replica.port} max_fails=1 fail_timeout=3s;")
+        lines.append(f"{indent * 2}server {LOOPBACK}:{replica.port} {watched};")
         lines += [f"{indent * 2}server {LOOPBACK}:{o.port} backup;" for o in replicas if o != replica]
         upstreams.append("\n".join([*lines, f"{indent}}}"]))
-    any_servers = [f"{indent * 2}server {LOOPBACK}:{r.port} max_fails=1 fail_timeout=3s;" for r in replicas]
+    any_servers = [f"{indent * 2}server {LOOPBACK}:{r.port} {watched};" for r in replicas]
     routes = [f"{indent * 2}{r.name} sefa_{r.name};" for r in replicas]
     cookie = "sefa_replica={}; Path=/; HttpOnly; SameSite=Lax"
     address = re.escape(LOOPBACK)
