@@ -50,6 +50,8 @@ class ModelEntry:
     slider: SliderRange = field(default_factory=SliderRange)
     num_semantics: int = DEFAULT_NUM_SEMANTICS
     codes: str = ""  # a .npy under latent_codes/, or "" for none
+    saved_by: str = ""  # who added it (the Models page writes a session's label), "" if typed in
+    saved_at: str = ""  # when, ISO 8601 UTC
 
     @property
     def label(self) -> str:
@@ -91,6 +93,8 @@ _MODEL_KEYS = {
     "slider",
     "num_semantics",
     "codes",
+    "saved_by",
+    "saved_at",
 }
 _SLIDER_KEYS = {"min", "max", "step"}
 
@@ -187,6 +191,8 @@ def _model(item: Any, root: Path, where: str) -> ModelEntry:
         slider=_slider(mapping.get("slider", {}), f"{where}.slider"),
         num_semantics=num_semantics,
         codes=codes,
+        saved_by=_text(mapping, "saved_by", where),
+        saved_at=_text(mapping, "saved_at", where),
     )
 
 

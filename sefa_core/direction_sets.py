@@ -32,6 +32,7 @@ from sefa_core.factorize import Semantics
 from sefa_core.layers import MAX_SPEC_LENGTH, parse_layers
 from sefa_core.models.base import Generator
 from sefa_core.session import EditState
+from sefa_core.shared_files import Stamp, locked, refuse_overwrite, stamp
 from sefa_core.validation import read_small_file
 
 DIRECTION_SET_VERSION = 1
@@ -46,7 +47,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 _SYNTAX_ONLY_LAYERS = 1_000_000  # specs are checked against a model when the set is applied
 _FILE_NAME = re.compile(r"^[\w][\w .-]*$")
 _DIRECTION_KEYS = {"name", "layers", "alpha", "semantic", "eigenvalue", "vector"}
-_TOP_KEYS = {"version", "kind", "model", "digest", "layers", "directions"}
+_TOP_KEYS = {"version", "kind", "model", "digest", "layers", "directions", "saved_by", "saved_at"}
 _NPZ_ARRAYS = {"vectors", "meta"}
 
 
@@ -86,6 +87,12 @@ class DirectionSet:
     layers: str  # the layer spec SeFa factorized
     directions: tuple[SavedDirection, ...]
     version: int = DIRECTION_SET_VERSION
+    saved_by: str = ""  # the session that saved it into the shared folder ("" for an export)
+    saved_at: str = ""  # when, ISO 8601 UTC
+
+    @property
+    def saved(self) -> Stamp:
+        return Stamp(self.saved_by, self.saved_at)
 
     @property
     def direction_dim(self) -> int:
@@ -181,7 +188,7 @@ def _metadata(direction_set: DirectionSet, with_vectors: bool) -> dict[str, Any]
         if with_vectors:
             item["vector"] = [float(v) for v in direction.vector]  # repr of float64: exact
         directions.append(item)
-    return {
+    meta = {
         "version": direction_set.version,
         "kind": KIND,
         "model": direction_set.model,
@@ -189,6 +196,9 @@ def _metadata(direction_set: DirectionSet, with_vectors: bool) -> dict[str, Any]
         "layers": direction_set.layers,
         "directions": directions,
     }
+    if direction_set.saved_by or direction_set.saved_at:
+        meta |= {"saved_by": direction_set.saved_by, "saved_at": direction_set.saved_at}
+    return meta
 
 
 def to_json(direction_set: DirectionSet) -> str:
@@ -217,6 +227,29 @@ def save_direction_set(path: str | Path, direction_set: DirectionSet) -> Path:
     """Write atomically; the suffix chooses the format."""
     path = Path(path)
     return atomic_write_bytes(path, direction_set_bytes(direction_set, path.suffix.lower()))
+
+
+def share_direction_set(
+    path: str | Path, direction_set: DirectionSet, saved_by: str, *, overwrite: bool = False
+) -> DirectionSet:
+    """Save into the folder every session shares, stamped with ``saved_by`` and now; returns it stamped.
+
+    Under the folder's lock, so two sessions (or replicas) saving the same name cannot both win
+    unseen: a name already saved raises ``AlreadySavedError`` saying who saved it and when,
+    unless ``overwrite`` (the user was asked).
+    """
+    path = Path(path)
+    with locked(path.parent):  # the folder's lock: one save into it at a time
+        if path.exists() and not overwrite:
+            try:
+                existing = load_direction_set(path).saved
+            except SefaError:  # an unreadable file is still somebody's
+                existing = Stamp()
+            refuse_overwrite(f"direction set '{path.name}'", existing)
+        now = stamp(saved_by)
+        stamped = replace(direction_set, saved_by=now.saved_by, saved_at=now.saved_at)
+        save_direction_set(path, stamped)
+    return stamped
 
 
 def direction_set_path(folder: str | Path, name: str, suffix: str) -> Path:
@@ -308,7 +341,8 @@ def _from_metadata(meta: Any, vectors: np.ndarray | None, label: str) -> Directi
     )
     if len({d.vector.shape for d in directions}) != 1:
         raise SefaError(f"{label}: the directions do not all have the same length")
-    return DirectionSet(model, digest, layers, directions, version)
+    saved_by, saved_at = (_optional_text(meta, key, label) for key in ("saved_by", "saved_at"))
+    return DirectionSet(model, digest, layers, directions, version, saved_by, saved_at)
 
 
 def _direction(item: Any, vector: np.ndarray | None, where: str) -> SavedDirection:
@@ -360,6 +394,13 @@ def _text(meta: dict, key: str, label: str) -> str:
     value = meta.get(key)
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_SPEC_LENGTH:
         raise SefaError(f"{label}: {key}: expected text")
+    return value.strip()
+
+
+def _optional_text(meta: dict, key: str, label: str) -> str:
+    value = meta.get(key, "")
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or "\n" in value:
+        raise SefaError(f"{label}: {key}: expected one line of text of at most {MAX_NAME_LENGTH} characters")
     return value.strip()
 
 

@@ -38,3 +38,11 @@ def require(condition: bool, message: str) -> None:
     """Raise ``InputError(message)`` unless ``condition``: an input check that ``python -O`` keeps."""
     if not condition:
         raise InputError(message)
+
+
+class AlreadySavedError(SefaError):
+    """A shared name (a direction set, a model in config.yaml) that someone saved already.
+
+    Shared files are never replaced silently: the caller asks the user, then saves with
+    ``overwrite=True``. The message says who saved it and when.
+    """

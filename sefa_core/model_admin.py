@@ -33,6 +33,7 @@ from sefa_core.config import (
 from sefa_core.errors import CheckpointError, ConfigError, SefaError
 from sefa_core.formats import checkpoint_file, load_checkpoint
 from sefa_core.registry import model_path
+from sefa_core.shared_files import Stamp, locked, refuse_overwrite, stamp
 
 MAX_CHECKPOINT_UPLOAD_MB = 1024  # StyleGAN2 FFHQ 1024 px is ~360 MB; uploads are held in memory
 MIB = 1024 * 1024  # what Streamlit means by a megabyte of upload
@@ -115,7 +116,9 @@ def store_upload(
         temp = Path(temp_name)
         try:
             shutil.move(received, temp)  # a rename where the scratch folder shares the disk
-            os.replace(temp, target)
+            with locked(target.parent):  # another session may have kept the same name meanwhile
+                upload_target(file_name, config)
+                os.replace(temp, target)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -200,31 +203,51 @@ def add_model(
     checkpoint: Path,
     display_name: str = "",
     extra: dict[str, Any] | None = None,
+    *,
+    saved_by: str = "",
+    overwrite: bool = False,
 ) -> AppConfig:
     """List ``checkpoint`` (inside checkpoints/) in config.yaml as ``name``; returns the new config.
 
-    The whole new config is validated before the file is replaced, so a bad entry (a name used
-    twice, a path outside checkpoints/) changes nothing.
+    config.yaml is read, changed and replaced under its file lock, so models that two sessions
+    (or two replicas) add at once are both kept. The entry is stamped with ``saved_by`` and the
+    time. A name already listed raises ``AlreadySavedError`` (who added it, and when) unless
+    ``overwrite``, which replaces that entry in place. The whole new config is validated before
+    the file is replaced, so a bad entry (a path outside checkpoints/) changes nothing.
     """
     config_path = Path(config_path)
-    if config_path.is_file():
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    else:
-        data = {"version": CONFIG_VERSION, "models": [_entry_dict(m) for m in builtin_config().models]}
-    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        raise ConfigError(f"{config_path}: expected a mapping with a list of models")
     try:
         relative = checkpoint.resolve().relative_to(config.root.resolve())
     except ValueError as error:
         raise ConfigError(f"{checkpoint}: must be inside {config.root / CHECKPOINTS_DIR}") from error
+    now = stamp(saved_by)
     entry: dict[str, Any] = {"name": name.strip(), "source": relative.as_posix()}
     if display_name.strip():
         entry["display_name"] = display_name.strip()
     entry.update(extra or {})
-    data["models"].append(entry)
-    updated = parse_config(data, config.root, str(config_path))
-    header = _leading_comments(config_path)
-    atomic_write_text(config_path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    entry |= {"saved_by": now.saved_by, "saved_at": now.saved_at}
+    with locked(config_path):
+        if config_path.is_file():
+            data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        else:
+            data = {"version": CONFIG_VERSION, "models": [_entry_dict(m) for m in builtin_config().models]}
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            raise ConfigError(f"{config_path}: expected a mapping with a list of models")
+        models: list[Any] = data["models"]
+        same = [i for i, m in enumerate(models) if isinstance(m, dict) and m.get("name") == entry["name"]]
+        if same and not overwrite:
+            listed = models[same[0]]
+            refuse_overwrite(
+                f"model '{entry['name']}' in config.yaml",
+                Stamp(str(listed.get("saved_by", "")), str(listed.get("saved_at", ""))),
+            )
+        if same:
+            models[same[0]] = entry
+        else:
+            models.append(entry)
+        updated = parse_config(data, config.root, str(config_path))
+        header = _leading_comments(config_path)
+        atomic_write_text(config_path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return updated
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import torch
 
 from sefa_core import direction_sets, session
 from sefa_core.direction_sets import DirectionSet, SavedDirection
-from sefa_core.errors import SefaError
+from sefa_core.errors import AlreadySavedError, SefaError
 from sefa_core.factorize import Semantics, factorize
 from sefa_core.session import CodeRows, CodeSource, Settings
 
@@ -167,3 +169,63 @@ def test_semantics_with_rows_default_to_the_factorized_layers():
     )
     chosen = direction_sets.from_sliders(state, semantics, {0: "first"})
     assert chosen.directions[0].layers == "2-3"
+
+
+# ---- the shared folder: who saved what, and never over someone's set silently ------------------------
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_a_shared_set_says_who_saved_it_and_when(tmp_path, two_directions, suffix):
+    before = datetime.now(UTC).replace(microsecond=0)
+    path = tmp_path / f"faces{suffix}"
+    stamped = direction_sets.share_direction_set(path, two_directions, "session 3fa2c1")
+    loaded = direction_sets.load_direction_set(path)
+    assert loaded == stamped and loaded.saved_by == "session 3fa2c1"
+    saved_at = datetime.fromisoformat(loaded.saved_at)
+    assert before <= saved_at <= datetime.now(UTC) + timedelta(
+        seconds=1
+    ) and saved_at.utcoffset() == timedelta(0)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no lock or temp file inside the folder
+
+
+def test_saving_over_a_shared_set_is_refused_unless_the_user_said_so(tmp_path, two_directions):
+    path = tmp_path / "faces.json"
+    direction_sets.share_direction_set(path, two_directions, "session aaaaaa")
+    kept = path.read_bytes()
+    mine = two_directions.with_alphas([5.0, 5.0])
+    with pytest.raises(
+        AlreadySavedError, match=r"'faces.json' already exists \(saved by session aaaaaa at 20"
+    ):
+        direction_sets.share_direction_set(path, mine, "session bbbbbb")
+    assert path.read_bytes() == kept
+    direction_sets.share_direction_set(path, mine, "session bbbbbb", overwrite=True)
+    replaced = direction_sets.load_direction_set(path)
+    assert replaced.saved_by == "session bbbbbb" and [d.alpha for d in replaced.directions] == [5.0, 5.0]
+
+
+def test_two_sessions_saving_one_name_at_once_one_is_kept_and_the_other_told(tmp_path, two_directions):
+    path = tmp_path / "faces.json"
+    start, outcomes = threading.Barrier(2), {}
+
+    def save(who: str) -> None:
+        start.wait()
+        try:
+            direction_sets.share_direction_set(path, two_directions, who)
+            outcomes[who] = "saved"
+        except AlreadySavedError:
+            outcomes[who] = "told"
+
+    threads = [threading.Thread(target=save, args=(f"session {n}",)) for n in ("aaaaaa", "bbbbbb")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["saved", "told"]
+    winner = next(who for who, outcome in outcomes.items() if outcome == "saved")
+    assert direction_sets.load_direction_set(path).saved_by == winner
+
+
+def test_an_exported_set_carries_no_stamp_and_old_sets_still_load(tmp_path, two_directions):
+    assert "saved_by" not in json.loads(direction_sets.to_json(two_directions))
+    loaded = direction_sets.load_direction_set(
+        direction_sets.save_direction_set(tmp_path / "a.json", two_directions)
+    )
+    assert (loaded.saved_by, loaded.saved_at) == ("", "")

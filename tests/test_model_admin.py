@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from sefa_core import model_admin
 from sefa_core.config import load_config
-from sefa_core.errors import CheckpointError, ConfigError, SefaError
+from sefa_core.errors import AlreadySavedError, CheckpointError, ConfigError, SefaError
 from sefa_core.models.dcgan import DCGANGenerator
 
 CONFIG = """# my models
@@ -87,11 +89,11 @@ def test_an_added_model_is_listed_and_the_comments_stay(root):
     assert (root / "config.yaml").read_text().startswith("# my models\n# (kept when the app adds one)\n")
 
 
-@pytest.mark.parametrize("name", ["default", ""])
-def test_a_bad_entry_leaves_config_yaml_untouched(root, name):
+@pytest.mark.parametrize(("name", "error"), [("default", AlreadySavedError), ("", ConfigError)])
+def test_a_bad_entry_leaves_config_yaml_untouched(root, name, error):
     (root / "checkpoints").mkdir()
     checkpoint = tiny_checkpoint(root / "checkpoints" / "tiny.pt")
-    with pytest.raises(ConfigError):
+    with pytest.raises(error):
         model_admin.add_model(root / "config.yaml", load_config(root / "config.yaml"), name, checkpoint)
     assert (root / "config.yaml").read_text() == CONFIG
 
@@ -111,3 +113,71 @@ def test_file_names_from_users_stay_in_the_folder(given, expected):
 
 def test_a_model_name_is_suggested_from_the_file_name():
     assert model_admin.model_name("ffhq-1024.pkl") == "ffhq-1024"
+
+
+# ---- config.yaml is shared by every session and every replica ---------------------------------------
+WRITERS = 4
+MODELS_PER_WRITER = 6
+
+
+def _add_models(root: Path, writer: int, start: multiprocessing.synchronize.Barrier) -> None:
+    """One replica adding models to the shared config.yaml (runs in a process of its own)."""
+    config = load_config(root / "config.yaml")  # read once, as a page does; add_model reads again
+    start.wait()
+    for k in range(MODELS_PER_WRITER):
+        checkpoint = root / "checkpoints" / f"w{writer}-{k}.pt"
+        model_admin.add_model(
+            root / "config.yaml", config, checkpoint.stem, checkpoint, saved_by=f"w{writer}"
+        )
+
+
+def test_replicas_adding_models_at_once_lose_none(root):
+    (root / "checkpoints").mkdir()
+    for writer in range(WRITERS):
+        for k in range(MODELS_PER_WRITER):
+            (root / "checkpoints" / f"w{writer}-{k}.pt").touch()  # listing does not open the file
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(WRITERS)
+    writers = [context.Process(target=_add_models, args=(root, w, start)) for w in range(WRITERS)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(timeout=120)
+    assert [p.exitcode for p in writers] == [0] * WRITERS
+    names = [m.name for m in load_config(root / "config.yaml").models]
+    expected = [f"w{w}-{k}" for w in range(WRITERS) for k in range(MODELS_PER_WRITER)]
+    assert names[0] == "default" and sorted(names[1:]) == sorted(expected)
+
+
+def test_an_added_model_says_who_added_it_and_when(root):
+    (root / "checkpoints").mkdir()
+    checkpoint = tiny_checkpoint(root / "checkpoints" / "tiny.pt")
+    before = datetime.now(UTC).replace(microsecond=0)
+    model_admin.add_model(
+        root / "config.yaml", load_config(root / "config.yaml"), "tiny", checkpoint, saved_by="session 3fa2c1"
+    )
+    entry = load_config(root / "config.yaml").entry("tiny")
+    assert entry.saved_by == "session 3fa2c1"
+    assert before <= datetime.fromisoformat(entry.saved_at) <= datetime.now(UTC) + timedelta(seconds=1)
+    assert datetime.fromisoformat(entry.saved_at).utcoffset() == timedelta(0)
+
+
+def test_a_listed_name_is_never_replaced_silently_and_replaced_when_asked(root):
+    (root / "checkpoints").mkdir()
+    first = tiny_checkpoint(root / "checkpoints" / "first.pt")
+    second = tiny_checkpoint(root / "checkpoints" / "second.pt")
+    config = load_config(root / "config.yaml")
+    model_admin.add_model(root / "config.yaml", config, "faces", first, saved_by="session aaaaaa")
+    kept = (root / "config.yaml").read_text()
+    with pytest.raises(
+        AlreadySavedError,
+        match=r"model 'faces' in config.yaml already exists \(saved by session aaaaaa at 20",
+    ):
+        model_admin.add_model(root / "config.yaml", config, "faces", second, saved_by="session bbbbbb")
+    assert (root / "config.yaml").read_text() == kept
+    updated = model_admin.add_model(
+        root / "config.yaml", config, "faces", second, saved_by="session bbbbbb", overwrite=True
+    )
+    assert [m.name for m in updated.models] == ["default", "faces"]
+    entry = load_config(root / "config.yaml").entry("faces")
+    assert (entry.source, entry.saved_by) == ("checkpoints/second.pt", "session bbbbbb")
