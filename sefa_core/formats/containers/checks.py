@@ -27,6 +27,7 @@ _WEIGHTS_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+)")
 _TRUNCATED_ERRORS = (EOFError, IndexError, struct.error, tarfile.ReadError, zipfile.BadZipFile)
 _TRUNCATED = re.compile(
     r"failed finding central directory|PytorchStreamReader failed|pickle data was truncated|unexpected EOF"
+    r"|pickle exhausted before|but only \d+ remain"
 )
 
 
@@ -108,9 +109,11 @@ def _children(value: Any) -> tuple[Any, ...]:
     return ()
 
 
-def refused_global(name: str) -> str:
-    """The one-line reason for a global a file asks for and may not have."""
-    return f"refused to load: the file asks for the global '{name}', which is not allowed"
+def refused_global(name: str, where: str = "") -> str:
+    """The one-line reason for a global a file asks for and may not have (``where``: in which format)."""
+    return f"refused to load: the file asks for the global '{name}', which is not allowed" + (
+        f" {where}" if where else ""
+    )
 
 
 def describe_read_error(error: BaseException) -> str:
