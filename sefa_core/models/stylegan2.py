@@ -98,10 +98,13 @@ def upsample_2x(x: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
 def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float | None) -> torch.Tensor:
     """Per-channel bias, then the gain-corrected leaky ReLU (if asked), then ``conv_clamp`` (if set)."""
     x = x + bias.reshape(1, -1, *[1] * (x.ndim - 2))
+    # In place where autograd allows it (photo inversion back-propagates through here): the gain goes
+    # first, as lrelu(g x) = g lrelu(x) for g > 0, and the clamp is not in place, since the leaky ReLU's
+    # backward reads its output.
     if lrelu:
-        x = F.leaky_relu(x, LRELU_SLOPE, inplace=True).mul_(LRELU_GAIN)
+        x = F.leaky_relu(x.mul_(LRELU_GAIN), LRELU_SLOPE, inplace=True)
     if clamp is not None:
-        x = x.clamp_(-clamp, clamp)
+        x = x.clamp(-clamp, clamp)
     return x
 
 
