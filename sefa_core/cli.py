@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from sefa_core.config import AppConfig, ModelEntry, load_config
 from sefa_core.device import DEVICE_CHOICES, resolve_device
 from sefa_core.editing import distances as evenly_spaced
 from sefa_core.errors import SefaError
-from sefa_core.factorize import factorize
+from sefa_core.factorize import Semantics, factorize
 from sefa_core.formats import load_checkpoint
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
 from sefa_core.recipe import Conditioning, read_recipe, recipe_codes
@@ -53,6 +53,19 @@ from sefa_core.render import (
     to_uint8,
 )
 from sefa_core.serve import LOOPBACK, ServeOptions, serve
+from sefa_core.sweep import (
+    DEFAULT_SHARD_SIZE,
+    MANIFEST_FILE,
+    Engine,
+    LocalEngine,
+    ShardWorker,
+    SweepSettings,
+    claim_folder,
+    parse_seeds,
+    prepare_model,
+    ray_engine,
+    run_sweep,
+)
 
 log = logging.getLogger("sefa_core.cli")
 
@@ -111,6 +124,14 @@ def _conditioning(args: argparse.Namespace, generator: Generator, trunc_psi: flo
     if not 0 <= class_index < generator.num_classes:
         raise SefaError(f"--class-index {class_index}: the model has classes 0-{generator.num_classes - 1}")
     return Conditioning(class_index, trunc_psi).kwargs()
+
+
+def _num_semantics(args: argparse.Namespace, entry: ModelEntry | None, semantics: Semantics) -> int:
+    """``-K``, else the model's config entry, else the reference's 5; never more than there are."""
+    num_semantics = args.num_semantics or (entry.num_semantics if entry else DEFAULT_NUM_SEMANTICS)
+    if num_semantics > len(semantics.directions):
+        raise SefaError(f"-K {num_semantics}: this model has only {len(semantics.directions)} directions")
+    return num_semantics
 
 
 def _advance(bar: tqdm) -> Callable[[int, int], None]:
@@ -186,9 +207,7 @@ def cmd_render(args: argparse.Namespace, config: AppConfig) -> int:
     started = time.perf_counter()
     generator, entry, name = _load(args.model, args.device, config)
     semantics = factorize(generator, args.layers)
-    num_semantics = args.num_semantics or (entry.num_semantics if entry else DEFAULT_NUM_SEMANTICS)
-    if num_semantics > len(semantics.directions):
-        raise SefaError(f"-K {num_semantics}: this model has only {len(semantics.directions)} directions")
+    num_semantics = _num_semantics(args, entry, semantics)
     semantic_indices = list(range(num_semantics))
     trunc_psi, trunc_layers = _truncation(args, entry)
     if args.codes:
@@ -288,6 +307,47 @@ def cmd_serve(args: argparse.Namespace, config: AppConfig) -> int:
     return serve(ServeOptions(args.replicas, args.port, args.host, config_file))
 
 
+# ---- sefa sweep ---------------------------------------------------------------------------
+def cmd_sweep(args: argparse.Namespace, config: AppConfig) -> int:
+    """Shards of (seeds x semantics x steps) per model, on Ray or here (see ``sefa_core.sweep``)."""
+    started = time.perf_counter()
+    seeds, out = parse_seeds(args.seeds), Path(args.out)
+    models = []
+    for model in args.model:  # loaded here first, so that a model that fails stops the sweep at once
+        generator, entry, name = _load(model, args.device if args.local else "cpu", config)
+        num_semantics = _num_semantics(args, entry, factorize(generator, args.layers))
+        truncation = _truncation(args, entry)
+        conditioning = _conditioning(args, generator, truncation[0])
+        models.append(
+            prepare_model(generator, _slug(name), args.layers, num_semantics, *truncation, conditioning)
+        )
+    settings = SweepSettings(
+        tuple(model.spec for model in models), seeds, args.start, args.end, args.steps, args.shard_size
+    )
+    claim_folder(out, settings)  # refuse a folder of another sweep before Ray starts
+    if args.local:
+        loaded = {model.spec.name: model for model in models}
+        worker = ShardWorker(settings, out, batch_size=args.batch_size, loaded=loaded)
+        engine: AbstractContextManager[Engine] = nullcontext(LocalEngine(worker))
+    else:
+        engine = ray_engine(
+            settings,
+            out,
+            workers=args.workers,
+            address=args.address,
+            device=args.device,
+            batch_size=args.batch_size,
+        )
+    try:
+        with engine as chosen, _progress_bar(None, "sweep") as bar:
+            report = run_sweep(settings, out, chosen, progress=_advance(bar))
+    except KeyboardInterrupt:
+        print(f"sweep: stopped; {out / MANIFEST_FILE} lists the shards that are complete", file=sys.stderr)
+        raise
+    print(report.line(time.perf_counter() - started))
+    return 0
+
+
 # ---- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sefa", description=__doc__.split("\n\n")[0])
@@ -305,8 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    def model_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("model", metavar="MODEL", help="a name from config.yaml or a checkpoint path")
+    def model_options(sub: argparse.ArgumentParser, nargs: str | None = None) -> None:
+        sub.add_argument(
+            "model", metavar="MODEL", nargs=nargs, help="a name from config.yaml or a checkpoint path"
+        )
         sub.add_argument(
             "--trunc-psi", type=float, help="truncation psi (default: the model's config, else 1)"
         )
@@ -326,16 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     fact.add_argument("-o", "--output", required=True, help="the .npz to write")
     fact.set_defaults(run=cmd_factorize)
 
+    def traversal_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-L", "--layers", default="all", help="layer spec such as 'all', '0-1', '2,4,6-8'")
+        sub.add_argument(
+            "-K", "--num-semantics", type=_positive, help="semantics (default: the model's config)"
+        )
+        sub.add_argument("--start", type=float, default=DEFAULT_START, help="first distance (default: -3)")
+        sub.add_argument("--end", type=float, default=DEFAULT_END, help="last distance (default: 3)")
+        sub.add_argument("--steps", type=_positive, default=DEFAULT_STEPS, help="distances (default: 11)")
+
     render = command("render", "render traversals: the two HTML pages of the reference, PNG grids, GIFs")
     model_options(render)
-    render.add_argument("-L", "--layers", default="all", help="layer spec such as 'all', '0-1', '2,4,6-8'")
+    traversal_options(render)
     render.add_argument("-N", "--num-samples", type=_positive, help="samples (default: 5, or all of --codes)")
-    render.add_argument(
-        "-K", "--num-semantics", type=_positive, help="semantics (default: the model's config)"
-    )
-    render.add_argument("--start", type=float, default=DEFAULT_START, help="first distance (default: -3)")
-    render.add_argument("--end", type=float, default=DEFAULT_END, help="last distance (default: 3)")
-    render.add_argument("--steps", type=_positive, default=DEFAULT_STEPS, help="distances (default: 11)")
     render.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     render.add_argument("--codes", help="a .npy of codes to start from instead of sampling")
     render.add_argument("--out", default="results", help="output folder (default: results)")
@@ -361,6 +426,20 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--sheet", help="also write a contact sheet PNG of the picked faces")
     pick.add_argument("--columns", type=_positive, default=6, help="columns of the contact sheet")
     pick.set_defaults(run=cmd_pick_codes)
+
+    sweep = command("sweep", "render every semantic x a range of seeds x several models as shards, on Ray")
+    model_options(sweep, nargs="+")
+    traversal_options(sweep)
+    sweep.add_argument("--seeds", required=True, help="seeds A-B, both included, e.g. 0-999")
+    sweep.add_argument("--out", required=True, help="output folder; a rerun into it resumes")
+    sweep.add_argument(
+        "--shard-size", type=_positive, default=DEFAULT_SHARD_SIZE, help="seeds per shard file (default: 8)"
+    )
+    sweep.add_argument("--workers", type=_positive, help="Ray workers (default: the CPU or GPU count)")
+    engine = sweep.add_mutually_exclusive_group()
+    engine.add_argument("--address", help="join this Ray cluster ('auto', 'ray://host:port')")
+    engine.add_argument("--local", action="store_true", help="run in this process, without Ray")
+    sweep.set_defaults(run=cmd_sweep)
 
     serve_help = "run N replicas of the editor behind nginx (stop with Ctrl-C or SIGTERM)"
     serving = commands.add_parser("serve", help=serve_help, description=serve_help, parents=[debug])
