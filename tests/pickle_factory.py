@@ -192,7 +192,7 @@ def _easy(value: Any) -> Any:
 
 def dump_network_pickle(path: Path, snapshot: Mapping[str, Any], *, protocol: int = 4) -> Path:
     """Pickle ``snapshot`` as NVIDIA's training loop does; protocol 3 gets numpy-1 global names."""
-    with _standin_modules():
+    with standin_modules(_STANDIN_GLOBALS):
         data = pickle.dumps(dict(snapshot), protocol=protocol)
     if protocol <= 3:
         # GLOBAL opcodes carry "module\nname\n" without a length, so renaming the module is safe.
@@ -203,13 +203,14 @@ def dump_network_pickle(path: Path, snapshot: Mapping[str, Any], *, protocol: in
 
 
 @contextlib.contextmanager
-def _standin_modules() -> Iterator[None]:
-    """Make ``torch_utils.persistence`` and ``dnnlib.util`` importable, for pickle's name check only."""
+def standin_modules(standins: tuple[Any, ...]) -> Iterator[None]:
+    """Make the modules the stand-ins name (``torch_utils.persistence``, ``dnnlib.util``, ...)
+    importable, for pickle's name check only."""
     added: list[str] = []
     try:
-        for value in _STANDIN_GLOBALS:
-            parent = value.__module__.split(".")[0]
-            for name in (parent, value.__module__):
+        for value in standins:
+            parts = value.__module__.split(".")
+            for name in (".".join(parts[: depth + 1]) for depth in range(len(parts))):
                 if name not in added:
                     assert name not in sys.modules, f"a real {name} is imported"
                     sys.modules[name] = types.ModuleType(name)

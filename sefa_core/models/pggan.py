@@ -62,17 +62,19 @@ class PGGANConv(nn.Module):
 
 
 class PGGANGenerator(Generator):
-    """genforce's PGGAN (``fused_scale=False``, no label, no tanh), edited in pixel-normalised z.
+    """genforce's PGGAN (``fused_scale=False``, no tanh), edited in pixel-normalised z.
 
     The state dict is flat: ``lod``, ``layer{i}.{weight,bias}`` (two convs per resolution) and
     ``output{b}.{weight,bias}`` (a to-RGB per resolution; only the last one draws at ``lod`` 0,
-    the others are left over from progressive growing but are part of the file).
+    the others are left over from progressive growing but are part of the file). A conditional
+    PGGAN (genforce's ``label_size``) appends the one-hot class to the normalised z before the
+    first layer; its edit space stays z, and SeFa reads only the z rows of that layer.
     """
 
     architecture = "pggan"
     edit_space = "z"
 
-    def __init__(self, z_dim: int, channels: Sequence[int]) -> None:
+    def __init__(self, z_dim: int, channels: Sequence[int], num_classes: int = 0) -> None:
         """``channels[b]``: feature maps at resolution ``4 * 2**b``; the last entry sets the output size."""
         require(len(channels) >= 1 and all(c > 0 for c in channels), "one positive width per resolution")
         super().__init__(
@@ -82,11 +84,13 @@ class PGGANGenerator(Generator):
             num_layers=1,
             layer_names=(f"layer0 (dense z -> {INIT_RES}x{INIT_RES})",),
         )
+        self.num_classes = num_classes
+        self.class_names = tuple(str(index) for index in range(num_classes))
         self.num_blocks = len(channels)
         self.register_buffer("lod", torch.zeros(()))  # progressive-growing level; 0 = full resolution
         for block, width in enumerate(channels):
             if block == 0:
-                first = PGGANConv(z_dim, width, kernel_size=INIT_RES, padding=INIT_RES - 1)
+                first = PGGANConv(z_dim + num_classes, width, kernel_size=INIT_RES, padding=INIT_RES - 1)
             else:
                 first = PGGANConv(channels[block - 1], width, upsample=True)
             self.add_module(f"layer{2 * block}", first)
@@ -96,14 +100,17 @@ class PGGANGenerator(Generator):
 
     def layer_weight(self, index: int) -> torch.Tensor:
         require(index == 0, "PGGAN has one factorizable layer")
-        weight = self.layer0.weight  # (C, z_dim, 4, 4); output pixel (y, x) uses kernel (3-y, 3-x)
+        weight = self.layer0.weight[:, : self.latent_dim]  # (C, z_dim, 4, 4); pixel (y, x) reads (3-y, 3-x)
         return weight.flip((2, 3)).permute(0, 2, 3, 1).reshape(-1, self.latent_dim)  # (C*4*4, z_dim)
 
     def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
         return pixel_norm(z)  # sefa.py edits code = layer0.pixel_norm(z); PGGAN has no truncation
 
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
-        x = pixel_norm(codes)[:, :, None, None]  # (N, z_dim, 1, 1); G normalises its input again
+        x = pixel_norm(codes)  # G normalises its input again, with the class appended if it has one
+        if self.num_classes:
+            x = torch.cat([x, self.class_vectors(conditioning.get("classes"), x.shape[0])], dim=1)
+        x = x[:, :, None, None]  # (N, z_dim + num_classes, 1, 1)
         for block in range(self.num_blocks):
             x = getattr(self, f"layer{2 * block}")(x)
             x = getattr(self, f"layer{2 * block + 1}")(x)

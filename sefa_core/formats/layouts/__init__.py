@@ -1,4 +1,4 @@
-"""Layouts: which tensors mean which network (genforce, rosinality, NVIDIA, BigGAN, DCGAN).
+"""Layouts: which tensors mean which network (genforce, rosinality, NVIDIA, BigGAN, DCGAN, TensorFlow).
 
 Each module exports ``LAYOUTS``; ``ALL_LAYOUTS`` is tried in this order and the first whose
 ``matches`` is true builds the generator.
@@ -6,8 +6,11 @@ Each module exports ``LAYOUTS``; ``ALL_LAYOUTS`` is tried in this order and the 
 
 from __future__ import annotations
 
-from sefa_core.formats.layouts import biggan, dcgan, genforce, nvidia, rosinality
+from sefa_core.formats.layouts import biggan, dcgan, genforce, nvidia, rosinality, tensorflow
 from sefa_core.formats.layouts.common import Layout
+from sefa_core.formats.layouts.tensorflow import build_conversion
+
+__all__ = ["ALL_LAYOUTS", "build_conversion"]
 
 ALL_LAYOUTS: tuple[Layout, ...] = (
     *dcgan.LAYOUTS,
@@ -15,4 +18,5 @@ ALL_LAYOUTS: tuple[Layout, ...] = (
     *rosinality.LAYOUTS,
     *nvidia.LAYOUTS,
     *biggan.LAYOUTS,
+    *tensorflow.LAYOUTS,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,6 +55,12 @@ def matches(raw: RawCheckpoint) -> bool:
 def build(raw: RawCheckpoint) -> Generator:
     state = generator_state(raw.content)
     assert state is not None
+    return build_state(state, raw.path)
+
+
+def build_state(state: StateDict, path: Path, num_classes: int = 0) -> Generator:
+    """A genforce generator state dict -> generator; ``num_classes`` > 0 for a conditional PGGAN,
+    whose first layer reads z and then the one-hot class (genforce's ``label_size``)."""
     check_file_tensors(state)  # as stored: StyleGAN2's conversion shifts the style biases
     kind = gan_type(state)
     if kind == "stylegan2":
@@ -61,33 +68,35 @@ def build(raw: RawCheckpoint) -> Generator:
 
         return build_genforce_stylegan2(state)
     context = f"{LAYOUT_NAME} ({kind})"
-    generator = _build_pggan(state, raw, context) if kind == "pggan" else _build_stylegan(state, raw, context)
+    if kind == "pggan":
+        generator: Generator = _build_pggan(state, path, context, num_classes)
+    else:
+        generator = _build_stylegan(state, path, context)
     generator.load_weights(state)
     lod = float(state[LOD_KEYS[kind]])
     if lod != 0.0:
         raise CheckpointError(
-            raw.path,
+            path,
             f"{context}: lod is {lod:g}, a progressive-training snapshot below full resolution; "
             "only lod 0 is supported",
         )
     return generator
 
 
-def _build_pggan(state: StateDict, raw: RawCheckpoint, context: str) -> PGGANGenerator:
-    z_dim = _tensor(state, "layer0.weight", raw, context).shape[1]  # (C, z_dim, 4, 4)
+def _build_pggan(state: StateDict, path: Path, context: str, num_classes: int) -> PGGANGenerator:
+    first = _tensor(state, "layer0.weight", path, context)  # (C, z_dim + num_classes, 4, 4)
+    z_dim = first.shape[1] - num_classes
     channels = [state[f"output{b}.weight"].shape[1] for b in range(_count(state, r"output(\d+)\.weight"))]
-    return PGGANGenerator(z_dim, channels)
+    return PGGANGenerator(z_dim, channels, num_classes=num_classes)
 
 
-def _build_stylegan(state: StateDict, raw: RawCheckpoint, context: str) -> StyleGANGenerator:
+def _build_stylegan(state: StateDict, path: Path, context: str) -> StyleGANGenerator:
     if "mapping.label_weight" in state:
-        raise CheckpointError(
-            raw.path, f"{context}: class-conditional StyleGAN (label_weight) is not supported"
-        )
+        raise CheckpointError(path, f"{context}: class-conditional StyleGAN (label_weight) is not supported")
     mapping_layers = _count(state, r"mapping\.dense(\d+)\.weight")
-    first = _tensor(state, "mapping.dense0.weight", raw, context)  # (hidden, z_dim)
-    last = _tensor(state, f"mapping.dense{mapping_layers - 1}.weight", raw, context)  # (w_dim, hidden)
-    _tensor(state, "synthesis.output0.weight", raw, context)
+    first = _tensor(state, "mapping.dense0.weight", path, context)  # (hidden, z_dim)
+    last = _tensor(state, f"mapping.dense{mapping_layers - 1}.weight", path, context)  # (w_dim, hidden)
+    _tensor(state, "synthesis.output0.weight", path, context)
     num_blocks = _count(state, r"synthesis\.output(\d+)\.weight")
     channels = [state[f"synthesis.output{b}.weight"].shape[1] for b in range(num_blocks)]  # (3, C, 1, 1)
     return StyleGANGenerator(
@@ -99,10 +108,10 @@ def _build_stylegan(state: StateDict, raw: RawCheckpoint, context: str) -> Style
     )
 
 
-def _tensor(state: StateDict, key: str, raw: RawCheckpoint, context: str) -> torch.Tensor:
+def _tensor(state: StateDict, key: str, path: Path, context: str) -> torch.Tensor:
     value = state.get(key)
     if not isinstance(value, torch.Tensor):
-        raise CheckpointError(raw.path, f"{context}: missing tensor '{key}'")
+        raise CheckpointError(path, f"{context}: missing tensor '{key}'")
     return value
 
 
