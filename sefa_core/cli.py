@@ -1,7 +1,7 @@
 """The ``sefa`` command: list models, factorize, render traversal pages, replay recipes, pick codes.
 
     sefa models [--verbose]
-    sefa factorize MODEL -L 0-1 -o directions.npz
+    sefa factorize MODEL -L 0-1 -o directions.npz [--method pca] [--samples 10000]
     sefa render MODEL -L 0-1 -N 5 -K 5 --start -3 --end 3 --steps 11 --out results/ [--gif]
     sefa apply recipe.yaml -o out.png [--codes-out code.npy]
     sefa pick-codes MODEL -n 24 -o latent_codes/default.npy [--pool 2000] [--seed 0]
@@ -34,7 +34,7 @@ from sefa_core.config import AppConfig, ModelEntry, load_config
 from sefa_core.device import DEVICE_CHOICES, resolve_device
 from sefa_core.editing import distances as evenly_spaced
 from sefa_core.errors import SefaError
-from sefa_core.factorize import Semantics, factorize
+from sefa_core.factorize import DEFAULT_PCA_SAMPLES, METHODS, Semantics, factorize
 from sefa_core.formats import load_checkpoint
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
 from sefa_core.recipe import Conditioning, read_recipe, recipe_codes
@@ -183,13 +183,18 @@ def cmd_models(args: argparse.Namespace, config: AppConfig) -> int:
 def cmd_factorize(args: argparse.Namespace, config: AppConfig) -> int:
     started = time.perf_counter()
     generator, _, name = _load(args.model, args.device, config)
-    semantics = factorize(generator, args.layers)
+    with _progress_bar(None, "sampling codes") as bar:  # PCA only; SeFa is closed-form
+        semantics = factorize(
+            generator, args.layers, method=args.method, samples=args.samples, progress=_advance(bar)
+        )
     buffer = io.BytesIO()
     np.savez(
         buffer,
         directions=semantics.directions.astype(np.float64),  # (D, direction_dim), one unit row each
-        eigenvalues=semantics.eigenvalues.astype(np.float64),
+        eigenvalues=semantics.eigenvalues.astype(np.float64),  # for PCA the variances
         layers=np.asarray(semantics.layers, dtype=np.int64),
+        method=np.str_(semantics.method),
+        layer_energy=semantics.layer_energy.astype(np.float64),  # (D, len(layers)): ‖Â_l n‖² per layer
         digest=np.str_(semantics.digest),
         spec=np.str_(semantics.spec),
         model=np.str_(name),
@@ -197,7 +202,8 @@ def cmd_factorize(args: argparse.Namespace, config: AppConfig) -> int:
     out = atomic_write_bytes(args.output, buffer.getvalue())
     top = ", ".join(f"{v:.3f}" for v in semantics.eigenvalues[:5])
     count = len(semantics.eigenvalues)
-    print(f"{name}: layers {semantics.layer_spec}, {count} directions; top eigenvalues {top}")
+    what = "variances" if semantics.method == "pca" else "eigenvalues"
+    print(f"{name}: {semantics.method}, layers {semantics.layer_spec}, {count} directions; top {what} {top}")
     print(f"wrote {out} in {time.perf_counter() - started:.2f} s")
     return 0
 
@@ -386,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     fact.add_argument("model", metavar="MODEL", help="a name from config.yaml or a checkpoint path")
     fact.add_argument("-L", "--layers", default="all", help="layer spec such as 'all', '0-1', '2,4,6-8'")
     fact.add_argument("-o", "--output", required=True, help="the .npz to write")
+    fact.add_argument("--method", choices=METHODS, default="sefa", help="sefa, or GANSpace's PCA baseline")
+    fact.add_argument(
+        "--samples", type=_positive, default=DEFAULT_PCA_SAMPLES, help="codes PCA samples (default: 10000)"
+    )
     fact.set_defaults(run=cmd_factorize)
 
     def traversal_options(sub: argparse.ArgumentParser) -> None:

@@ -149,7 +149,8 @@ def test_factorize_saves_plain_arrays(capsys, config, tmp_path, default_generato
     assert code == 0 and str(target) in stdout
     semantics = factorize(default_generator)
     with np.load(target, allow_pickle=False) as saved:
-        assert set(saved.files) == {"directions", "eigenvalues", "layers", "digest", "spec", "model"}
+        keys = {"directions", "eigenvalues", "layers", "method", "layer_energy", "digest", "spec", "model"}
+        assert set(saved.files) == keys
         assert all(saved[key].dtype != object for key in saved.files)
         assert np.array_equal(saved["directions"], semantics.directions)
         assert np.array_equal(saved["eigenvalues"], semantics.eigenvalues)

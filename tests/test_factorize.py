@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
+from test_stylegan2 import _tiny_generator
 
-from sefa_core.factorize import factorize, factorize_matrices
+from sefa_core.errors import InputError
+from sefa_core.factorize import Semantics, factorize, factorize_matrices
 
 
 def _random_layers(seed: int, widths=(40, 24, 56), dim=16) -> list[np.ndarray]:
@@ -76,3 +80,66 @@ def test_default_model_factorization_is_cached_per_layer_set(default_generator) 
     assert first.layers == (0,)
     assert first.digest == default_generator.digest and len(first.digest) == 64
     assert again.spec == "0"
+
+
+# ---- top=K: the leading directions of a layer change, without the full solve ------------------
+@pytest.mark.parametrize("top", [1, 3, 10, 15])
+def test_top_k_directions_are_the_first_rows_of_the_full_result(top: int) -> None:
+    matrices = _random_layers(11)
+    values, directions = factorize_matrices(matrices)
+    top_values, top_directions = factorize_matrices(matrices, top=top)
+    assert top_directions.shape == (top, matrices[0].shape[1]) and top_values.shape == (top,)
+    np.testing.assert_allclose(top_values, values[:top], rtol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:top], atol=1e-10)  # same signs too
+
+
+def test_top_k_with_tied_eigenvalues_still_matches_the_full_result() -> None:
+    # Eigenvalues 9, 4, 4, 1, ...: directions 1 and 2 are any basis of one plane, so a partial
+    # solver would pick another basis than the full one; top=3 must hand back the full one's.
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(8, 8)))
+    spectrum = np.array([9.0, 4.0, 4.0, 1.0, 0.5, 0.25, 0.1, 0.05])
+    weight = np.sqrt(spectrum)[:, None] * rotation.T  # (8, 8): Gram = rotation · diag · rotationᵀ
+    values, directions = factorize_matrices([weight], normalize_rows=False)
+    top_values, top_directions = factorize_matrices([weight], normalize_rows=False, top=3)
+    np.testing.assert_allclose(top_values, values[:3], rtol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:3], atol=1e-12)
+
+
+def test_factorize_top_gives_the_apps_sliders_from_the_full_result(default_generator) -> None:
+    full = factorize(default_generator, "all")
+    top = factorize(default_generator, "all", top=10)
+    assert len(top.directions) == 10 and top.layers == full.layers and top.spec == "all"
+    np.testing.assert_allclose(top.directions, full.directions[:10], atol=1e-12)
+    assert factorize(default_generator, "all", top=10_000).directions.shape == full.directions.shape
+
+
+def test_a_layer_change_sums_the_cached_per_layer_grams(monkeypatch) -> None:
+    generator = _tiny_generator(0)
+    specs = ("0-1", "2,4", "all", "1-3")
+    expected = {}
+    for spec in specs:
+        chosen = generator.resolve_layers(spec)
+        matrices = [generator.layer_weight(i).detach().double().numpy() for i in chosen]
+        expected[spec] = factorize_matrices(matrices, top=3)[1]
+    builds = []
+    module = sys.modules["sefa_core.factorize"]  # the package's ``factorize`` attribute is the function
+    real = module.layer_grams
+    monkeypatch.setattr(module, "layer_grams", lambda *args: builds.append(args) or real(*args))
+    for spec in specs:
+        np.testing.assert_allclose(factorize(generator, spec, top=3).directions, expected[spec], atol=1e-10)
+    assert len(builds) == 1  # the Grams of every layer, once for the model
+
+
+def test_bad_factorization_inputs_are_one_line_user_errors(default_generator) -> None:
+    with pytest.raises(InputError, match="at least one layer matrix"):
+        factorize_matrices([])
+    with pytest.raises(InputError, match=r"matrix 1 has shape \(3, 5\); every layer must be \(out, 4\)"):
+        factorize_matrices([np.ones((2, 4)), np.ones((3, 5))])
+    with pytest.raises(InputError, match="top must be at least 1, got 0"):
+        factorize(default_generator, "all", top=0)
+    with pytest.raises(InputError, match="method 'ica': expected one of sefa, pca"):
+        factorize(default_generator, "all", method="ica")
+    with pytest.raises(InputError, match=r"directions must be \(K, direction_dim\), got shape \(3,\)"):
+        Semantics(np.ones(3), np.ones(3), (0,))
+    with pytest.raises(InputError, match=r"3 directions, eigenvalues of shape \(2,\)"):
+        Semantics(np.eye(3), np.ones(2), (0,))
