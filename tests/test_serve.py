@@ -124,11 +124,19 @@ class Served:
         return line
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    if reason := nginx_missing():
-        pytest.skip(reason)
-    command = [sys.executable, "-m", "sefa_core", "serve", "--replicas", "2", "--port", str(free_port())]
+@contextlib.contextmanager
+def running_serve(replicas: int = 2) -> Iterator[Served]:
+    """``sefa serve --replicas N`` on a free loopback port, once it has printed its public URL."""
+    command = [
+        sys.executable,
+        "-m",
+        "sefa_core",
+        "serve",
+        "--replicas",
+        str(replicas),
+        "--port",
+        str(free_port()),
+    ]
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
     )
@@ -142,7 +150,7 @@ def served() -> Iterator[Served]:
     threading.Thread(target=pump, daemon=True).start()
     run = Served(process, lines)
     try:
-        run.first_lines = [run.next_line(READY_TIMEOUT_S) for _ in range(3)]
+        run.first_lines = [run.next_line(READY_TIMEOUT_S) for _ in range(replicas + 1)]
         match = PUBLIC_LINE.match(run.first_lines[-1])
         assert match, f"expected the public URL last, got {run.first_lines}"
         run.url, run.nginx_pid = match.group(1), int(match.group(2))
@@ -155,6 +163,14 @@ def served() -> Iterator[Served]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    if reason := nginx_missing():
+        pytest.skip(reason)
+    with running_serve(2) as run:
+        yield run
 
 
 def free_port() -> int:
