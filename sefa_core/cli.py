@@ -5,6 +5,7 @@
     sefa render MODEL -L 0-1 -N 5 -K 5 --start -3 --end 3 --steps 11 --out results/ [--gif]
     sefa apply recipe.yaml -o out.png [--codes-out code.npy]
     sefa pick-codes MODEL -n 24 -o latent_codes/default.npy [--pool 2000] [--seed 0]
+    sefa invert MODEL photo.jpg -o code.npy [--steps 500] [--restarts 8]
     sefa serve --replicas 4 --port 8501 [--host 127.0.0.1]
 
 MODEL is a name from config.yaml or a checkpoint path. Every error is one line on stderr and
@@ -36,6 +37,8 @@ from sefa_core.editing import distances as evenly_spaced
 from sefa_core.errors import SefaError
 from sefa_core.factorize import DEFAULT_PCA_SAMPLES, METHODS, Semantics, factorize
 from sefa_core.formats import load_checkpoint
+from sefa_core.invert import DEFAULT_RESTARTS, invert_image, load_photo
+from sefa_core.invert import DEFAULT_STEPS as DEFAULT_INVERT_STEPS
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
 from sefa_core.recipe import Conditioning, read_recipe, recipe_codes
 from sefa_core.registry import model_statuses, resolve_model
@@ -306,6 +309,22 @@ def cmd_pick_codes(args: argparse.Namespace, config: AppConfig) -> int:
     return 0
 
 
+# ---- sefa invert --------------------------------------------------------------------------
+def cmd_invert(args: argparse.Namespace, config: AppConfig) -> int:
+    started = time.perf_counter()
+    photo = load_photo(args.image)  # a broken file fails before the model loads
+    generator, _, name = _load(args.model, args.device, config)
+    with _progress_bar(args.steps, "invert") as bar:
+        bar.unit = "step"
+        inversion = invert_image(generator, photo, args.steps, args.restarts, args.seed, _advance(bar))
+    print(f"wrote {save_codes(args.output, inversion.code)} ({tuple(inversion.code.shape)})")
+    if args.target_out:
+        print(f"wrote {atomic_write_bytes(args.target_out, encode_image(inversion.target, 'PNG'))}")
+    print(f"{name}: inverted {args.image} in {time.perf_counter() - started:.2f} s")
+    print(f"invert: PSNR {inversion.psnr:.2f} dB after {inversion.steps} steps")
+    return 0
+
+
 # ---- sefa serve ---------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace, config: AppConfig) -> int:
     """Replicas of the editor behind nginx until SIGTERM or Ctrl-C (see ``sefa_core.serve``)."""
@@ -436,6 +455,20 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--sheet", help="also write a contact sheet PNG of the picked faces")
     pick.add_argument("--columns", type=_positive, default=6, help="columns of the contact sheet")
     pick.set_defaults(run=cmd_pick_codes)
+
+    invert = command("invert", "find the code of a photo, so that the sliders can edit it")
+    invert.add_argument("model", metavar="MODEL", help="a name from config.yaml or a checkpoint path")
+    invert.add_argument("image", metavar="IMAGE", help="the photo (centre-cropped to a square)")
+    invert.add_argument("-o", "--output", required=True, help="the .npy code to write, (1, *code_shape)")
+    invert.add_argument(
+        "--steps", type=_positive, default=DEFAULT_INVERT_STEPS, help="optimiser steps (default: 500)"
+    )
+    invert.add_argument(
+        "--restarts", type=_positive, default=DEFAULT_RESTARTS, help="random starts of z codes (default: 8)"
+    )
+    invert.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")
+    invert.add_argument("--target-out", help="also write the cropped photo the code was fitted to (.png)")
+    invert.set_defaults(run=cmd_invert)
 
     sweep = command("sweep", "render every semantic x a range of seeds x several models as shards, on Ray")
     model_options(sweep, nargs="+")
