@@ -18,11 +18,12 @@ DEFAULT_K = 5
 CELL_SIZE = 256  # px: larger images are shrunk for the grid, as the CLI does
 DEFAULT_STEPS = 11  # as the reference's sefa.py
 
-state.start_page("Explore", ":material/grid_view:", "Explore the semantics")
+state.start_page("Explore the semantics")
 
 editing = state.editing()  # stops here while the editor has nothing open
 generator, semantics, edit, slider = editing.generator, editing.semantics, editing.edit, editing.entry.slider
-st.caption(f"{editing.entry.label} · layers {semantics.spec} · starting from {edit.source.label} as edited")
+layer_set = session.layer_set_name(semantics)
+st.caption(f"{editing.entry.label} · {layer_set} · starting from {edit.source.label} as edited")
 
 top_col, range_col, steps_col = st.columns(3)
 most = session.semantics_range(generator)[1]

@@ -16,7 +16,7 @@ from studio_ui import live, state
 
 MIB = 1024 * 1024
 
-state.start_page("Directions", ":material/explore:", "Direction sets")
+state.start_page("Direction sets")
 
 editing = state.editing()  # stops here while the editor has nothing open
 generator, semantics, edit, slider = editing.generator, editing.semantics, editing.edit, editing.entry.slider
@@ -28,7 +28,8 @@ save_tab, load_tab = st.tabs(["Save the sliders", "Load a set"])
 
 # ---- Save: pick sliders, name them, give each its W+ rows ----------------------------------------
 with save_tab:
-    st.caption(f"{editing.entry.label} · layers {semantics.spec}. Tick the sliders to keep and name them.")
+    layer_set = session.layer_set_name(semantics)
+    st.caption(f"{editing.entry.label} · {layer_set}. Tick the sliders to keep and name them.")
     table = st.data_editor(
         [
             {
@@ -67,7 +68,7 @@ with save_tab:
             path = direction_sets.save_direction_set(
                 direction_sets.direction_set_path(folder, set_name, suffix), saved
             )
-            st.success(f"Saved {len(chosen)} direction(s) to {path}")
+            st.success(f"Saved {len(chosen)} direction(s) to {state.shown_path(path, editing.config.root)}")
         except SefaError as error:
             state.show_error(error)
 
@@ -82,7 +83,7 @@ with load_tab:
         placeholder="none",
     )
     upload = st.file_uploader(  # no type=: Streamlit would raise on another name; the content is sniffed
-        f"…or upload one (.json or .npz, up to {MAX_DIRECTION_SET_BYTES // MIB} MiB)",
+        f"…or upload one (.json or .npz, up to {MAX_DIRECTION_SET_BYTES // MIB} MB)",
         max_upload_size=MAX_DIRECTION_SET_BYTES // MIB,
     )
     if upload is None and picked is None:
@@ -149,4 +150,5 @@ with load_tab:
         width="stretch",
     )
     if picked is not None and upload is None and save_col.button("Save over the file", width="stretch"):
-        st.success(f"Saved {direction_sets.save_direction_set(picked, updated)}")
+        saved_to = direction_sets.save_direction_set(picked, updated)
+        st.success(f"Saved {state.shown_path(saved_to, editing.config.root)}")

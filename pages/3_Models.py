@@ -20,7 +20,7 @@ from studio_ui import resources, state
 
 CHECKED = "models.checked"  # the CheckedCheckpoint waiting to be added to config.yaml
 
-state.start_page("Models", ":material/deployed_code:", "Models")
+state.start_page("Models")
 
 
 @st.cache_data(show_spinner="Reading the checkpoint…", max_entries=64)
@@ -63,7 +63,7 @@ if loaded:
         [
             {
                 "model": names.get(model.path, ""),
-                "file": model.path,
+                "file": state.shown_path(model.path, config.root),
                 "digest": model.digest[:16],
                 "device": model.device,
                 "parameters": f"{model.parameters:,}",
@@ -108,7 +108,8 @@ with folder_tab:
 checked: CheckedCheckpoint | None = st.session_state.get(CHECKED)
 if checked is not None:
     st.success(
-        f"{checked.path} loads as {checked.description['architecture']} ({checked.description['format']})."
+        f"{state.shown_path(checked.path, config.root)} loads as {checked.description['architecture']} "
+        f"({checked.description['format']})."
     )
     st.json(checked.description, expanded=False)
     with st.form("add_model"):

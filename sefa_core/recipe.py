@@ -4,7 +4,7 @@
     model: default                 # a config name or a checkpoint path
     digest: 0c3b90b1...            # sha256 of the checkpoint; replay refuses another file
     layers: all                    # the layer spec SeFa factorized
-    edits: [{semantic: 0, alpha: 3.0}, {semantic: 4, alpha: -1.5}]
+    edits: [{semantic: 0, alpha: 3.0, name: smile}, {semantic: 4, alpha: -1.5}]   # names optional
     base: {seed: 7, trunc_psi: 0.7, trunc_layers: 8}     # or: base: {code: [[...]]}
     conditioning: {class_index: 207, truncation: 0.4}    # class-conditional models only
 
@@ -42,7 +42,7 @@ _SYNTAX_ONLY_LAYERS = 1024  # more than any model has; the spec is checked again
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 _TOP_KEYS = {"version", "model", "digest", "layers", "edits", "base", "conditioning"}
-_EDIT_KEYS = {"semantic", "alpha"}
+_EDIT_KEYS = {"semantic", "alpha", "name"}
 _SEED_KEYS = {"seed", "trunc_psi", "trunc_layers"}
 _CODE_KEYS = {"code"}
 _CONDITIONING_KEYS = {"class_index", "truncation"}
@@ -80,10 +80,12 @@ class Recipe:
     trunc_layers: int | None = None
     code: Nested | None = field(default=None, repr=False)
     conditioning: Conditioning | None = None
+    names: tuple[tuple[int, str], ...] = ()  # (semantic, the name a user gave it); only named ones
 
     def __post_init__(self) -> None:
         require((self.seed is None) != (self.code is None), "a recipe starts from a seed or from a code")
         object.__setattr__(self, "edits", tuple((int(k), float(a)) for k, a in self.edits))
+        object.__setattr__(self, "names", tuple((int(k), str(n)) for k, n in self.names if str(n).strip()))
         if self.code is not None and not isinstance(self.code, tuple):
             array = torch.as_tensor(self.code).detach().cpu().numpy().astype(np.float32)
             object.__setattr__(self, "code", _nested(array))
@@ -125,7 +127,7 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         "model": recipe.model,
         "digest": recipe.digest,
         "layers": recipe.layers,
-        "edits": [{"semantic": k, "alpha": a} for k, a in recipe.edits],
+        "edits": [_edit_entry(k, a, dict(recipe.names).get(k, "")) for k, a in recipe.edits],
         "base": base,
     }
     if recipe.conditioning is not None:
@@ -134,6 +136,10 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
             "truncation": recipe.conditioning.truncation,
         }
     return data
+
+
+def _edit_entry(semantic: int, alpha: float, name: str) -> dict[str, Any]:
+    return {"semantic": semantic, "alpha": alpha} | ({"name": name} if name else {})
 
 
 def _lists(value: Nested) -> Any:
@@ -187,7 +193,7 @@ def parse_recipe(text: str, label: str = "recipe") -> Recipe:
         parse_layers(layers, _SYNTAX_ONLY_LAYERS)
     except SefaError as error:
         raise SefaError(f"{label}: layers: {error}") from error
-    edits = _edits(mapping.get("edits"), f"{label}: edits")
+    edits, names = _edits(mapping.get("edits"), f"{label}: edits")
     base = expect_mapping(mapping.get("base"), f"{label}: base")
     conditioning = None
     if mapping.get("conditioning") is not None:
@@ -195,7 +201,7 @@ def parse_recipe(text: str, label: str = "recipe") -> Recipe:
     if "code" in base:
         reject_unknown_keys(base, _CODE_KEYS, f"{label}: base")
         code = _code(base["code"], f"{label}: base.code")
-        return Recipe(model, digest, layers, edits, code=code, conditioning=conditioning)
+        return Recipe(model, digest, layers, edits, code=code, conditioning=conditioning, names=names)
     reject_unknown_keys(base, _SEED_KEYS, f"{label}: base")
     seed = base.get("seed")
     if not _whole(seed) or not 0 <= seed <= MAX_SEED:
@@ -206,15 +212,19 @@ def parse_recipe(text: str, label: str = "recipe") -> Recipe:
     trunc_layers = base.get("trunc_layers")
     if trunc_layers is not None and (not _whole(trunc_layers) or not 0 <= trunc_layers <= MAX_SEED):
         raise SefaError(f"{label}: base.trunc_layers: expected a whole number >= 0 or null")
-    return Recipe(model, digest, layers, edits, seed, trunc_psi, trunc_layers, conditioning=conditioning)
+    return Recipe(
+        model, digest, layers, edits, seed, trunc_psi, trunc_layers, conditioning=conditioning, names=names
+    )
 
 
-def _edits(value: Any, where: str) -> tuple[tuple[int, float], ...]:
+def _edits(value: Any, where: str) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, str], ...]]:
+    """The (semantic, alpha) edits, and the (semantic, name) of those that carry a name."""
     if value is None:
-        return ()
+        return (), ()
     if not isinstance(value, list):
         raise SefaError(f"{where}: expected a list of {{semantic, alpha}}, got {type(value).__name__}")
     edits: dict[int, float] = {}
+    names: dict[int, str] = {}
     for i, item in enumerate(value):
         entry = expect_mapping(item, f"{where}[{i}]")
         reject_unknown_keys(entry, _EDIT_KEYS, f"{where}[{i}]")
@@ -224,7 +234,9 @@ def _edits(value: Any, where: str) -> tuple[tuple[int, float], ...]:
         if semantic in edits:
             raise SefaError(f"{where}[{i}].semantic: semantic {semantic} is listed twice")
         edits[semantic] = _number(entry.get("alpha"), f"{where}[{i}].alpha")
-    return tuple(edits.items())
+        if "name" in entry:
+            names[semantic] = _text(entry, "name", f"{where}[{i}]", MAX_NAME_LENGTH)
+    return tuple(edits.items()), tuple(names.items())
 
 
 def _conditioning(value: Any, where: str) -> Conditioning:

@@ -35,14 +35,54 @@ CodeKind = Literal["prepared", "seed", "upload"]
 
 
 # ---- sliders ------------------------------------------------------------------------------------
-def slider_label(index: int, eigenvalue: float) -> str:
-    """``Semantic 003 · λ=12.18``: which direction, and how strongly it moves the factorized layers."""
-    return f"Semantic {index:03d} · λ={eigenvalue:.2f}"
+def slider_label(index: int, eigenvalue: float, share: float | None = None, name: str = "") -> str:
+    """``Semantic 003 · λ=12.18 · 4.1 %``: which direction (or the name a user gave it), how strongly
+    it moves the factorized layers, and its share of their total energy."""
+    shown = f"{name.strip()} (#{index})" if name.strip() else f"Semantic {index:03d}"
+    return f"{shown} · λ={eigenvalue:.2f}" + ("" if share is None else f" · {share:.1%}".replace("%", " %"))
+
+
+def energy_shares(semantics: Semantics) -> np.ndarray:
+    """λ_k / Σλ for each direction: (K,). Σλ is the trace of the stacked Gram, so it counts every
+    eigenvalue, also when only the top K were solved for."""
+    total = sum(float(np.trace(gram)) for gram in semantics.layer_grams) or float(semantics.eigenvalues.sum())
+    return semantics.eigenvalues / total if total > 0 else np.zeros_like(semantics.eigenvalues)
+
+
+def slider_labels(semantics: Semantics, names: Sequence[str], count: int) -> list[str]:
+    """The labels of the first ``count`` sliders, with their names (``""`` where unnamed)."""
+    shares = energy_shares(semantics)
+    return [
+        slider_label(k, float(semantics.eigenvalues[k]), float(shares[k]), names[k] if k < len(names) else "")
+        for k in range(count)
+    ]
+
+
+def has_one_layer(generator: Generator) -> bool:
+    """DCGAN, PGGAN: a single factorizable layer, so there is no layer set to choose."""
+    return len(generator.layer_names) == 1
+
+
+def layer_set_name(semantics: Semantics) -> str:
+    """How every page names the layer set SeFa factorized: ``layers 0-3,6``, ``layer 0``."""
+    return f"layer{'s' if len(semantics.layers) > 1 else ''} {semantics.layer_spec}"
+
+
+def edits_active(alphas: Sequence[float]) -> str:
+    """``3 edits active``, ``no edits``: what the user sees above the sliders."""
+    count = sum(1 for alpha in alphas if alpha != 0.0)
+    return "no edits" if not count else f"{count} edit{'s' if count > 1 else ''} active"
 
 
 def semantics_range(generator: Generator) -> tuple[int, int]:
     """How many sliders a user may ask for: 1 .. min(direction_dim, 64)."""
     return 1, min(generator.direction_dim, MAX_NUM_SEMANTICS)
+
+
+def fit_names(names: Sequence[str] | Mapping[int, str], count: int) -> tuple[str, ...]:
+    """Slider names for ``count`` sliders: kept where they exist, ``""`` where they are new."""
+    values = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
+    return tuple(str(values.get(index, "")) for index in range(count))
 
 
 def fit_alphas(alphas: Sequence[float] | Mapping[int, float], count: int) -> tuple[float, ...]:
@@ -160,9 +200,23 @@ class EditState:
     alphas: tuple[float, ...] = ()
     truncation: Truncation = Truncation()
     class_index: int | None = None  # class-conditional models only
+    names: tuple[str, ...] = ()  # the user's name for each slider, "" where unnamed
+    # (layer indices, alphas, names) of the other layer sets edited in this session, so that going
+    # back to one brings its edits back
+    put_aside: tuple[tuple[tuple[int, ...], tuple[float, ...], tuple[str, ...]], ...] = ()
 
     def with_alphas(self, alphas: Sequence[float]) -> EditState:
         return replace(self, alphas=tuple(float(a) for a in alphas))
+
+    def with_names(self, names: Mapping[int, str]) -> EditState:
+        """Slider ``k`` named ``names[k]`` (stripped; ``""`` takes a name away)."""
+        current = dict(enumerate(self.names)) | {k: str(v).strip() for k, v in names.items()}
+        return replace(self, names=fit_names(current, len(self.alphas)))
+
+    @property
+    def named(self) -> dict[int, str]:
+        """Semantic index -> name, for the named sliders."""
+        return {index: name for index, name in enumerate(self.names) if name}
 
     def code_tensor(self, generator: Generator) -> torch.Tensor:
         return torch.from_numpy(self.code).to(generator.device)
@@ -208,6 +262,7 @@ def edit_recipe(state: EditState) -> Recipe:
         "layers": state.layers,
         "edits": tuple(nonzero_alphas(state.alphas).items()),
         "conditioning": state.conditioning(),
+        "names": tuple(state.named.items()),
     }
     if state.source.kind == "seed":
         return Recipe(
@@ -241,6 +296,7 @@ def new_state(
         source=source,
         code=code.detach().cpu().numpy().astype(np.float32),
         alphas=fit_alphas((), settings.num_semantics),
+        names=fit_names((), settings.num_semantics),
         truncation=settings.truncation,
         class_index=settings.class_index,
     )
@@ -257,21 +313,29 @@ def apply_settings(
 ) -> tuple[EditState, bool]:
     """``state`` under new sidebar settings, and whether the sliders had to move.
 
-    New layers mean new directions, so every slider goes back to 0; more or fewer sliders keep
-    the values of those that stay; a new truncation samples the shown seed again.
+    A spec naming the same layers keeps the sliders. Other layers mean other directions: the
+    edits of the old set are put aside (and come back when it is picked again), and the new set
+    shows its own edits from before, or none. More or fewer sliders keep the values of those that
+    stay; a new truncation samples the shown seed again.
     """
-    new_layers = settings.layers != state.layers
-    alphas = fit_alphas(() if new_layers else state.alphas, settings.num_semantics)
+    old, new = generator.resolve_layers(state.layers), generator.resolve_layers(settings.layers)
+    alphas, names, put_aside = state.alphas, state.names, state.put_aside
+    if new != old:
+        earlier = {layers: (a, n) for layers, a, n in put_aside}
+        put_aside = tuple((k, *v) for k, v in ({**earlier, old: (alphas, names)}).items() if k != new)
+        alphas, names = earlier.get(new, ((), ()))
     updated = replace(
         state,
         layers=settings.layers,
-        alphas=alphas,
+        alphas=fit_alphas(alphas, settings.num_semantics),
+        names=fit_names(names, settings.num_semantics),
+        put_aside=put_aside,
         truncation=settings.truncation,
         class_index=settings.class_index,
     )
     if settings.truncation != state.truncation and state.source.kind == "seed":
         updated = show_source(updated, generator, state.source, rows)
-    return updated, new_layers
+    return updated, new != old
 
 
 def traversal_frames(
@@ -287,3 +351,62 @@ def traversal_frames(
         generator, start, semantics, [index], sweep, conditioning=state.synthesis_kwargs
     )
     return pixels[0, 0]  # (N=1, K=1, S, H, W, 3) -> (S, H, W, 3)
+
+
+# ---- the shareable link ---------------------------------------------------------------------------
+LINK_SEPARATOR = ","  # between "index:value" pairs in a link's slider values and names
+MAX_LINK_NAME_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a link (the page's query parameters) asks the editor to show; None where it says nothing."""
+
+    model: str | None = None
+    layers: str | None = None
+    source: CodeSource | None = None  # a prepared row or a seed; uploads are private to their session
+    alphas: dict[int, float] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+
+
+def link_params(state: EditState) -> dict[str, str]:
+    """The query parameters that bring ``state`` back: ``?model=default&layers=all&code=p3&a=0:2.5``."""
+    params = {"model": state.model, "layers": state.layers}
+    if state.source.kind != "upload":
+        params["code"] = f"{state.source.kind[0]}{state.source.index}"  # p3 (prepared #3), s1234 (seed)
+    if edits := nonzero_alphas(state.alphas):
+        params["a"] = LINK_SEPARATOR.join(f"{k}:{alpha:g}" for k, alpha in edits.items())
+    if state.named:
+        params["names"] = LINK_SEPARATOR.join(
+            f"{k}:{name.replace(LINK_SEPARATOR, ' ')}" for k, name in state.named.items()
+        )
+    return params
+
+
+def parse_link(params: Mapping[str, str]) -> Link:
+    """A link's query parameters, read leniently: a part that cannot be read is left out, so a link
+    typed by hand still opens the editor."""
+    code = str(params.get("code", ""))
+    source = None
+    if code[:1] in ("p", "s") and code[1:].isdigit() and int(code[1:]) <= MAX_SEED:
+        source = CodeSource("prepared" if code[0] == "p" else "seed", int(code[1:]))
+    alphas = {k: float(v) for k, v in _pairs(params.get("a", "")).items() if _finite_number(v)}
+    names = {k: v.strip()[:MAX_LINK_NAME_LENGTH] for k, v in _pairs(params.get("names", "")).items()}
+    return Link(params.get("model") or None, params.get("layers") or None, source, alphas, names)
+
+
+def _pairs(text: str) -> dict[int, str]:
+    """``"0:2.5,3:-1"`` -> {0: "2.5", 3: "-1"}, for indices below MAX_NUM_SEMANTICS."""
+    pairs = {}
+    for part in str(text).split(LINK_SEPARATOR):
+        index, _, value = part.partition(":")
+        if index.strip().isdigit() and int(index) < MAX_NUM_SEMANTICS and value.strip():
+            pairs[int(index)] = value
+    return pairs
+
+
+def _finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

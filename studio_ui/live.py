@@ -19,6 +19,9 @@ from sefa_core.render import LIVE_FORMAT, encode_image
 
 FRONTEND = Path(__file__).parent / "frontend"
 LIVE_STATE = "live"  # the component state the slider bank sends: {alphas: [float], seq: int}
+# Images up to this size (px, the longer side) go as lossless PNG and are scaled up nearest-neighbour,
+# so that every generated pixel stays a sharp square; larger ones go as JPEG (much faster to encode).
+LOSSLESS_MAX_PX = 256
 
 
 def _read(name: str) -> str:
@@ -30,6 +33,9 @@ _slider_bank = st.components.v2.component(
 )
 _live_image = st.components.v2.component(
     "sefa_studio.live_image", css=_read("live_image.css"), js=_read("live_image.js")
+)
+_copy_link = st.components.v2.component(
+    "sefa_studio.copy_link", css=_read("copy_link.css"), js=_read("copy_link.js")
 )
 
 
@@ -59,12 +65,32 @@ def slider_bank(
     )
 
 
+def is_small(pixels: np.ndarray) -> bool:
+    return max(pixels.shape[:2]) <= LOSSLESS_MAX_PX
+
+
 def image_src(pixels: np.ndarray) -> str:
-    """uint8 (H, W, 3) -> a JPEG data URI: no media-file request per frame."""
-    encoded = base64.b64encode(encode_image(pixels, LIVE_FORMAT)).decode("ascii")
-    return f"data:image/{LIVE_FORMAT.lower()};base64,{encoded}"
+    """uint8 (H, W, 3) -> a data URI (PNG when small, else JPEG): no media-file request per frame."""
+    image_format = "PNG" if is_small(pixels) else LIVE_FORMAT
+    encoded = base64.b64encode(encode_image(pixels, image_format)).decode("ascii")
+    return f"data:image/{image_format.lower()};base64,{encoded}"
 
 
-def live_image(pixels: np.ndarray, caption: str, *, key: str) -> None:
-    """An image whose pixels change in place when it is drawn again with new ones."""
-    _live_image(key=key, data={"src": image_src(pixels), "alt": caption, "caption": caption})
+def live_image(pixels: np.ndarray, caption: str, *, key: str, zoom: int = 1) -> None:
+    """An image whose pixels change in place when it is drawn again with new ones; ``zoom`` > 1
+    shows it larger, in a box that scrolls."""
+    _live_image(
+        key=key,
+        data={
+            "src": image_src(pixels),
+            "alt": caption,
+            "caption": caption,
+            "zoom": zoom,
+            "pixelated": is_small(pixels),
+        },
+    )
+
+
+def copy_link(*, key: str) -> None:
+    """A button that copies the page's address (which names what it shows) to the clipboard."""
+    _copy_link(key=key, data={"label": "Copy link"})

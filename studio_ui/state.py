@@ -7,10 +7,12 @@ The pages read the editor's ``EditState`` under ``EDIT``. The rules themselves a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,13 +22,14 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from sefa_core import session
 from sefa_core.codes import load_codes
 from sefa_core.config import AppConfig, ModelEntry, SliderRange, load_config
+from sefa_core.default_model import default_checkpoint_path
 from sefa_core.device import resolve_device, run_with_cpu_fallback
 from sefa_core.errors import CodeFileError, LayerSpecError, SefaError
 from sefa_core.factorize import Semantics, factorize
 from sefa_core.models.base import Generator
 from sefa_core.registry import model_statuses
 from sefa_core.session import CodeRows, CodeSource, EditState, Settings
-from studio_ui import resources
+from studio_ui import navigation, resources
 
 log = logging.getLogger("sefa_studio")
 
@@ -45,6 +48,10 @@ CODE_PICK = "code_pick"
 CODE_UPLOAD = "code_upload"
 CODE_SUFFIX = ".npy"  # what the code uploader takes (its content is checked by load_codes)
 KEEP = "keep."  # value widgets under this prefix keep their choice while another page is open
+RESET_ON_RANDOM = KEEP + "reset_on_random"  # the setting "reset edits on Random"
+LINK_READ = "link_read"  # the page's query parameters were read (once, when the session opened)
+LINK_EDITS = "link_edits"  # (alphas, names) a link asked for, applied once its model is shown
+ORIGINAL = "original_pixels"  # (what was drawn, uint8 (H, W, 3)): the unedited image, drawn once a code
 
 
 def keep_widget_values() -> None:
@@ -66,6 +73,16 @@ def one_line(error: BaseException) -> str:
         return str(error)
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def shown_path(path: str | Path, root: Path) -> str:
+    """A server path as a user may see it: relative to the project (``checkpoints/x.pkl``),
+    "built-in" for the packaged default model, else the file's name; never the server's folders."""
+    path = Path(path).resolve()
+    with contextlib.suppress(SefaError):
+        if path == default_checkpoint_path().resolve():
+            return "built-in"
+    return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else path.name
 
 
 def show_error(error: BaseException, where: str = "") -> None:
@@ -95,11 +112,13 @@ def request_random() -> None:
 
 
 def request_seed() -> None:
-    st.session_state[CODE_REQUEST] = CodeSource("seed", int(st.session_state[SEED_INPUT]))
+    if st.session_state.get(SEED_INPUT) is not None:  # emptied: nothing to show
+        st.session_state[CODE_REQUEST] = CodeSource("seed", int(st.session_state[SEED_INPUT]))
 
 
-def request_row(rows: CodeRows) -> None:
-    st.session_state[CODE_REQUEST] = rows.source(int(st.session_state[CODE_PICK]))
+def request_row(kind: str, name: str) -> None:
+    if st.session_state.get(CODE_PICK) is not None:
+        st.session_state[CODE_REQUEST] = CodeSource(kind, int(st.session_state[CODE_PICK]), name)
 
 
 def request_upload() -> None:
@@ -140,15 +159,85 @@ def edit_state(model: str, generator: Generator, rows: CodeRows, settings: Setti
         edit = session.new_state(model, generator, session.first_source(rows), rows, settings)
         _sliders_moved()
     else:
+        before = edit
         edit, moved = session.apply_settings(edit, generator, rows, settings)
         if moved:
             _sliders_moved()
+            _say_where_the_edits_went(before, edit)
     source = _requested_source(request, edit, rows)
     if source is not None:
         edit = session.show_source(edit, generator, source, rows)
+        if request == "random" and st.session_state.get(RESET_ON_RANDOM):
+            edit = edit.with_alphas(session.fit_alphas((), len(edit.alphas)))
+            _sliders_moved()
+    if LINK_EDITS in st.session_state:  # a link's slider values and names, on the model it names
+        alphas, names = st.session_state.pop(LINK_EDITS)
+        edit = edit.with_alphas(session.fit_alphas(alphas, len(edit.alphas))).with_names(names)
+        _sliders_moved()
     _show_in_code_widgets(edit.source, rows)
     st.session_state[EDIT] = edit
     return edit
+
+
+def _say_where_the_edits_went(before: EditState, after: EditState) -> None:
+    """A layer change swaps the sliders' directions: say what happened to the edits."""
+    if any(before.alphas):
+        st.toast(
+            f"{session.edits_active(before.alphas).replace(' active', '')} on layers {before.layers} "
+            "put aside: they come back when you pick those layers again.",
+            icon=":material/layers:",
+        )
+    if any(after.alphas):
+        st.toast(f"Layers {after.layers}: {session.edits_active(after.alphas)} from before.")
+
+
+def read_link(layer_keys: Callable[[str], tuple[str, str]], presets: Callable[[str], dict[str, str]]) -> None:
+    """Once per session, before the sidebar is drawn: point the widgets at what the URL names.
+
+    ``layer_keys(model)`` gives the keys of that model's layer picker and spec box;
+    ``presets(model)`` its preset names and specs (only called for a model the config lists).
+    """
+    if st.session_state.get(LINK_READ):
+        return
+    st.session_state[LINK_READ] = True
+    link = session.parse_link(st.query_params.to_dict())
+    if link.model is None:
+        return
+    st.session_state[KEEP + "model"] = link.model
+    if link.layers is not None:
+        picker, spec = layer_keys(link.model)
+        named = {value: name for name, value in presets(link.model).items()}
+        st.session_state[picker] = named.get(link.layers, session.CUSTOM_LAYERS)
+        st.session_state[spec] = link.layers
+    if link.source is not None:
+        st.session_state[CODE_REQUEST] = link.source
+    if link.alphas or link.names:
+        st.session_state[LINK_EDITS] = (link.alphas, link.names)
+
+
+def write_link(edit: EditState) -> None:
+    """Keep the page's URL on what it shows, so that a reload or a shared link shows the same image."""
+    params = session.link_params(edit)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def original_pixels(generator: Generator, edit: EditState) -> np.ndarray | None:
+    """The unedited image, drawn once per code (the live view shows it beside or against the edit)."""
+    drawn = (edit.digest, edit.source, edit.truncation, edit.class_index, str(generator.device))
+    shown = st.session_state.get(ORIGINAL)
+    if shown is not None and shown[0] == drawn:
+        return shown[1]
+    pixels = render(generator, lambda: session.render_original(generator, edit))
+    if pixels is not None:
+        st.session_state[ORIGINAL] = (drawn, pixels)
+    return pixels
+
+
+def set_names(names: dict[int, str]) -> None:
+    """The user named sliders: keep the names with the edit (they go into recipes and sets)."""
+    edit: EditState = st.session_state[EDIT]
+    st.session_state[EDIT] = edit.with_names(names)
 
 
 def _requested_source(request: object, edit: EditState, rows: CodeRows) -> CodeSource | None:
@@ -162,11 +251,13 @@ def _requested_source(request: object, edit: EditState, rows: CodeRows) -> CodeS
 
 
 def _show_in_code_widgets(source: CodeSource, rows: CodeRows) -> None:
-    """Point the seed box and the code picker at the code shown (they are drawn after this)."""
-    if source.kind == "seed":
-        st.session_state[SEED_INPUT] = source.index
-    elif source.kind == rows.kind and source.index < len(rows):
-        st.session_state[CODE_PICK] = source.index
+    """Point the seed box and the code picker at the code shown (they are drawn after this).
+
+    The code shown is the one source of truth: the widget that does not name it is left empty,
+    rather than showing a seed or a row from before.
+    """
+    st.session_state[SEED_INPUT] = source.index if source.kind == "seed" else None
+    st.session_state[CODE_PICK] = source.index if rows.holds(source) and source.kind != "seed" else None
 
 
 # ---- the sliders ------------------------------------------------------------------------------
@@ -236,12 +327,12 @@ class Editing:
     edit: EditState
 
 
-def start_page(name: str, icon: str, heading: str) -> None:
-    """What every page does first: its tab title, the widget values kept, the thread cap, its heading."""
-    st.set_page_config(page_title=f"{name} · SeFa Studio", page_icon=icon, layout="wide")
+def start_page(heading: str) -> None:
+    """What every page does first: the widget values kept, the thread cap, its heading."""
     keep_widget_values()
     resources.use_torch_threads()
-    st.title(heading)
+    if heading:
+        st.title(heading)
 
 
 def editing() -> Editing:
@@ -249,7 +340,7 @@ def editing() -> Editing:
     edit: EditState | None = st.session_state.get(EDIT)
     if edit is None:
         st.info("Pick a model and a face in the editor first.")
-        st.page_link("app.py", label="Open the editor", icon=":material/tune:")
+        st.page_link(navigation.EDITOR_PAGE, label="Open the editor", icon=":material/tune:")
         st.stop()
     try:
         config = load_config()
@@ -257,7 +348,9 @@ def editing() -> Editing:
         device = resolve_device(st.session_state.get(KEEP + "device", "auto"))
         generator = resources.generator(status.path, device.device)
         if generator.digest != edit.digest:
-            raise SefaError(f"{status.path} has changed since the editor loaded it; open the editor again")
+            raise SefaError(
+                f"{status.entry.source} has changed since the editor loaded it; open the editor again"
+            )
         semantics = factorize(generator, edit.layers)
     except Exception as error:  # noqa: BLE001 - one line for this session, the app goes on
         show_error(error, edit.model)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
+from test_stylegan2 import _nvidia_state, _tiny_generator
 
 from sefa_core import session
 from sefa_core.default_model import default_checkpoint_path
@@ -49,6 +50,7 @@ def studio(tmp_path: Path, monkeypatch, generator) -> Path:
     torch.save(
         {"netG_state_dict": DCGANGenerator([8, 16, 8, 3]).state_dict()}, tmp_path / "checkpoints" / "tiny.pt"
     )
+    torch.save(_nvidia_state(_tiny_generator(1)), tmp_path / "checkpoints" / "styled.pt")  # 16 px, W+
     (tmp_path / "config.yaml").write_text(
         """version: 1
 models:
@@ -63,6 +65,9 @@ models:
     num_semantics: 4
   - name: missing
     source: checkpoints/missing.pt
+  - name: styled
+    source: checkpoints/styled.pt
+    num_semantics: 4
 """
     )
     monkeypatch.setenv("SEFA_CONFIG", str(tmp_path / "config.yaml"))
@@ -137,7 +142,7 @@ def test_moving_a_slider_changes_the_edited_image_only(app):
 def test_reset_puts_every_slider_back_to_zero(app):
     set_sliders(app, (1.0, -2.0, 0.0, 3.5, 0.0, 0.0))
     revision = component_data(app, "sliders")["revision"]
-    app.sidebar.button[0].click().run()
+    app.button(key="reset").click().run()
     no_errors(app)
     assert edit(app).alphas == (0.0,) * 6
     sliders = component_data(app, "sliders")
@@ -147,7 +152,7 @@ def test_reset_puts_every_slider_back_to_zero(app):
 def test_random_steps_through_the_prepared_codes_then_shows_fresh_seeds(app, generator):
     shown = []
     for _ in range(NUM_PREPARED + 1):
-        app.button[0].click().run()
+        app.button(key="random").click().run()
         no_errors(app)
         shown.append(edit(app).source)
     assert [s.index for s in shown[: NUM_PREPARED - 1]] == [1, 2]
@@ -212,12 +217,14 @@ def test_an_unavailable_model_says_what_is_missing(app):
 
 
 def test_a_bad_layer_spec_is_one_line_and_the_last_good_result_stays(app):
-    set_sliders(app, (0.0, 0.0, 3.0, 0.0, 0.0, 0.0))
+    app.sidebar.selectbox(key="keep.model").set_value("styled").run()
+    set_sliders(app, (0.0, 0.0, 3.0, 0.0))
     before = shown_pixels(app)
-    app.sidebar.selectbox(key="keep.layers.default").set_value(session.CUSTOM_LAYERS).run()
-    app.sidebar.text_input(key="keep.spec.default").input("2,x").run()
+    app.sidebar.selectbox(key="keep.layers.styled").set_value(session.CUSTOM_LAYERS).run()
+    app.sidebar.text_input(key="keep.spec.styled").input("2,x").run()
     assert not app.exception
     assert len(app.error) == 1 and "cannot read 'x'" in app.error[0].value and "\n" not in app.error[0].value
+    assert "valid layers are 0-" in app.error[0].value and "999" not in app.error[0].value
     assert edit(app).layers == "all" and edit(app).alphas[2] == 3.0
     np.testing.assert_array_equal(shown_pixels(app), before)
 
@@ -244,7 +251,7 @@ def test_a_generator_that_raises_is_one_line_for_this_session(app, monkeypatch):
 
 def test_the_downloaded_recipe_replays_to_the_same_pixels(studio, downloads, generator):
     app = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT_S).run()
-    app.button[0].click().run()  # a prepared code: the recipe carries the code itself
+    app.button(key="random").click().run()  # a prepared code: the recipe carries the code itself
     set_sliders(app, (2.5, 0.0, -1.5, 0.0, 0.0, 4.0))
     no_errors(app)
     name = "sefa_default_prepared1"
@@ -298,7 +305,7 @@ def test_models_lists_every_model_with_its_architecture(app):
     app.switch_page("pages/3_Models.py").run()
     no_errors(app)
     table = app.dataframe[0].value
-    assert list(table["name"]) == ["default", "tiny", "missing"]
+    assert list(table["name"]) == ["default", "tiny", "missing", "styled"]
     assert list(table["resolution"][:2]) == [64, 16]
     assert table["status"][2].startswith("unavailable")
 
@@ -307,7 +314,7 @@ def test_going_to_a_page_and_back_keeps_the_model_and_the_sliders(app):
     app.sidebar.selectbox(key="keep.model").set_value("tiny").run()
     set_sliders(app, (1.0, 0.0, 0.0, 0.0))
     app.switch_page("pages/1_Explore.py").run()
-    app.switch_page("app.py").run()
+    app.switch_page("pages/0_Editor.py").run()
     no_errors(app)
     assert edit(app).model == "tiny" and edit(app).alphas == (1.0, 0.0, 0.0, 0.0)
 
@@ -317,7 +324,7 @@ def test_an_uploaded_checkpoint_is_checked_kept_and_added_to_config(app, studio)
     app.file_uploader[0].upload("not a model.pt", b"\x80\x04garbage").run()
     next(b for b in app.button if b.label == "Check and keep").click().run()
     assert not app.exception and len(app.error) == 1
-    assert sorted(p.name for p in (studio / "checkpoints").iterdir()) == ["tiny.pt"]  # nothing kept
+    assert sorted(p.name for p in (studio / "checkpoints").iterdir()) == ["styled.pt", "tiny.pt"]  # none kept
 
     app.file_uploader[0].upload("small faces.pt", (studio / "checkpoints" / "tiny.pt").read_bytes()).run()
     next(b for b in app.button if b.label == "Check and keep").click().run()

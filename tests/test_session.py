@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from test_stylegan2 import _tiny_generator
 
 from sefa_core import session
 from sefa_core.config import SliderRange
@@ -130,13 +131,27 @@ def test_the_recipe_replays_to_the_same_pixels(default_generator, semantics, row
     np.testing.assert_array_equal(replayed, session.render_edit(default_generator, semantics, state))
 
 
-def test_new_layers_put_the_sliders_back_to_zero(default_generator, rows):
+def test_a_spec_naming_the_same_layers_keeps_the_sliders(default_generator, rows):
     state = session.new_state("default", default_generator, CodeSource("seed", 3), rows, Settings("all", 4))
     state = state.with_alphas((1.0, 2.0, 3.0, 4.0))
     same, moved = session.apply_settings(state, default_generator, rows, Settings("all", 6))
     assert not moved and same.alphas == (1.0, 2.0, 3.0, 4.0, 0.0, 0.0)
-    other, moved = session.apply_settings(state, default_generator, rows, Settings("0", 4))
-    assert moved and other.alphas == (0.0,) * 4 and other.layers == "0"
+    one_layer, moved = session.apply_settings(state, default_generator, rows, Settings("0", 4))  # DCGAN
+    assert not moved and one_layer.alphas == (1.0, 2.0, 3.0, 4.0) and one_layer.layers == "0"
+
+
+def test_other_layers_put_the_edits_aside_until_they_are_picked_again(rows):
+    styled = _tiny_generator(1)
+    styled.digest = "tiny"
+    state = session.new_state("styled", styled, CodeSource("seed", 3), rows, Settings("all", 3))
+    state = state.with_alphas((1.0, 0.0, -2.0)).with_names({2: "smile"})
+    other, moved = session.apply_settings(state, styled, rows, Settings("0-1", 3))
+    assert moved and other.alphas == (0.0,) * 3 and other.names == ("",) * 3
+    other = other.with_alphas((0.5, 0.0, 0.0))
+    back, moved = session.apply_settings(other, styled, rows, Settings("all", 3))
+    assert moved and back.alphas == (1.0, 0.0, -2.0) and back.named == {2: "smile"}
+    again, _ = session.apply_settings(back, styled, rows, Settings("0,1", 3))
+    assert again.alphas == (0.5, 0.0, 0.0)
 
 
 def test_a_new_truncation_samples_the_shown_seed_again(default_generator, rows, monkeypatch):

@@ -16,6 +16,9 @@
 // The bank shows both counters as data-seq (newest request sent) and data-ack (newest request Python
 // says it rendered), so that a test can tell a move that was rendered to the same pixels from a
 // move that was lost.
+//
+// Each row has a number box for an exact value (sent as a release), and the track is filled from a
+// marked 0 outward to the knob, so that a slider going both ways shows its sign at a glance.
 
 const MAX_IN_FLIGHT = 2;
 const IN_FLIGHT_TIMEOUT_MS = 2000; // a lost frame must not freeze the sliders
@@ -79,7 +82,16 @@ function createBank(root) {
   }
 
   function showValue(row) {
-    row.output.textContent = Number.parseFloat(row.input.value).toFixed(2);
+    const value = Number.parseFloat(row.input.value);
+    if (row.output.getRootNode().activeElement !== row.output) { // never overwrite what is being typed
+      row.output.value = String(Number(value.toFixed(4)));
+    }
+    const min = Number.parseFloat(row.input.min), max = Number.parseFloat(row.input.max);
+    const at = (v) => (100 * (Math.min(Math.max(v, min), max) - min)) / (max - min || 1);
+    const zero = at(0), knob = at(value);
+    row.input.style.setProperty("--zero", `${zero}%`);
+    row.input.style.setProperty("--from", `${Math.min(zero, knob)}%`);
+    row.input.style.setProperty("--to", `${Math.max(zero, knob)}%`);
   }
 
   function build(data) {
@@ -91,12 +103,25 @@ function createBank(root) {
       name.textContent = label;
       name.htmlFor = `semantic-${index}`;
       name.title = "Double-click to put this slider back to 0";
-      const output = document.createElement("output");
+      const output = document.createElement("input");
+      Object.assign(output, { type: "number", min: data.min, max: data.max, step: data.step });
+      output.className = "exact";
+      output.setAttribute("aria-label", `${label}: exact value`);
+      output.dataset.exact = String(index);
       const input = document.createElement("input");
       Object.assign(input, { type: "range", id: `semantic-${index}`, min: data.min, max: data.max, step: data.step });
       input.setAttribute("aria-label", label);
       input.dataset.semantic = String(index);
       const entry = { input, output };
+      output.addEventListener("change", () => {
+        const typed = Number.parseFloat(output.value);
+        if (!Number.isFinite(typed)) return showValue(entry);
+        input.value = String(Math.min(Math.max(typed, data.min), data.max));
+        output.blur();
+        showValue(entry);
+        bank.final = true;
+        requestSend();
+      });
       input.addEventListener("input", () => {
         showValue(entry);
         requestSend();

@@ -1,0 +1,247 @@
+"""The editor: pick a model and a face, drag the semantic sliders, watch the face change.
+
+The sidebar chooses what to edit; the main area shows the edited image (beside the original, or
+against it) with the sliders beside it, the code controls above and the exports below. Nothing
+here keeps a Generator past this run: the model cache is the only owner.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from sefa_core import session
+from sefa_core.codes import MAX_CODE_FILE_BYTES, codes_to_npy_bytes
+from sefa_core.config import ModelEntry, load_config
+from sefa_core.device import DEVICE_CHOICES, resolve_device
+from sefa_core.errors import SefaError
+from sefa_core.factorize import Semantics
+from sefa_core.models.base import Generator
+from sefa_core.recipe import recipe_to_yaml
+from sefa_core.registry import model_statuses
+from sefa_core.render import encode_image
+from sefa_core.session import Settings, Truncation
+from studio_ui import editor, live, resources, state
+
+MIB = 1024 * 1024
+
+state.start_page("")
+try:
+    config = load_config()
+except SefaError as error:
+    state.show_error(error, "config.yaml")
+    st.stop()
+
+# ---- Sidebar: what to edit ----------------------------------------------------------------------
+statuses = {status.entry.name: status for status in model_statuses(config)}
+labels = {name: editor.model_label(status) for name, status in statuses.items()}
+state.read_link(editor.layer_keys, lambda name: dict(statuses[name].entry.layer_presets) or {"all": "all"})
+if st.session_state.get(state.KEEP + "model") not in statuses:  # e.g. a link to a model not listed here
+    st.session_state[state.KEEP + "model"] = next(iter(statuses))
+model = st.sidebar.selectbox("Model", list(statuses), format_func=labels.get, key=state.KEEP + "model")
+for name, other in statuses.items():
+    if not other.available:
+        st.sidebar.caption(f":gray[{labels[name]}: {other.reason}]")
+status = statuses[model]
+if not status.available:
+    st.error(f"{status.entry.label} cannot be loaded: {status.reason}", icon="⚠️")
+    st.info("Pick another model, or add its checkpoint on the **Models** page.")
+    st.stop()
+entry: ModelEntry = status.entry
+
+device = resolve_device(
+    st.sidebar.selectbox("Device", DEVICE_CHOICES, key=state.default(state.KEEP + "device", "auto"))
+)
+try:
+    generator: Generator = resources.generator(status.path, device.device)
+except Exception as error:  # noqa: BLE001 - a model that will not load is one line, the app goes on
+    state.show_error(error, entry.label)
+    st.stop()
+st.sidebar.caption(f"Running on **{generator.device}**")
+if device.notice:
+    st.sidebar.warning(device.notice)
+
+st.sidebar.subheader("Directions")
+spec = editor.layer_picker(entry, generator, model)
+semantics, layer_error = state.semantics_for(generator, model, spec, fallback="all")
+if layer_error:
+    st.sidebar.error(f"{layer_error}. Still showing {session.layer_set_name(semantics)}.", icon="⚠️")
+
+fewest, most = session.semantics_range(generator)
+num_semantics = st.sidebar.slider(
+    "Number of semantics",
+    fewest,
+    most,
+    key=state.default(f"{state.KEEP}count.{model}", min(entry.num_semantics, most)),
+)
+truncation = Truncation()
+if generator.edit_space == "w+" or generator.num_classes:
+    psi = st.sidebar.slider(
+        "Truncation ψ",
+        generator.min_trunc_psi,
+        1.0,
+        step=0.05,
+        key=state.default(f"{state.KEEP}psi.{model}", max(entry.trunc_psi, generator.min_trunc_psi)),
+    )
+    cutoff = None
+    if generator.edit_space == "w+":
+        cutoff = st.sidebar.number_input(
+            "Truncation cutoff (W+ rows)",
+            0,
+            generator.num_layers,
+            key=state.default(f"{state.KEEP}cutoff.{model}", entry.trunc_layers or generator.num_layers),
+        )
+    truncation = Truncation(psi, cutoff)
+class_index = None
+if generator.num_classes:
+    class_names = editor.class_labels(generator)  # plain strings: no closure over the model
+    class_index = st.sidebar.selectbox(
+        "Class",
+        range(generator.num_classes),
+        format_func=class_names.__getitem__,
+        key=state.default(f"{state.KEEP}class.{model}", 0),
+    )
+st.sidebar.toggle(
+    "Reset edits on Random",
+    key=state.default(state.RESET_ON_RANDOM, False),
+    help="Off: a new face arrives with the sliders where they are, so one edit can be tried on many.",
+)
+settings = Settings(semantics.spec, num_semantics, truncation, class_index)
+
+# ---- Which face: prepared codes, seeds, uploads ---------------------------------------------------
+prepared, prepared_note = resources.prepared_codes(config, entry, generator)
+rows = state.code_rows(generator, prepared)
+try:
+    edit = state.edit_state(model, generator, rows, settings)
+except Exception as error:  # noqa: BLE001 - e.g. a truncation this model refuses: one line, the app goes on
+    state.show_error(error, entry.label)
+    st.stop()
+
+st.title(entry.label)
+random_col, seed_col, pick_col, upload_col = st.columns([1, 1.2, 1.4, 2.4], vertical_alignment="bottom")
+random_col.button(
+    "Random",
+    key="random",
+    icon=":material/casino:",
+    on_click=state.request_random,
+    width="stretch",
+    help="Steps through the prepared codes first, then samples fresh seeds.",
+)
+seed_col.number_input(
+    "Seed", 0, session.MAX_SEED, key=state.SEED_INPUT, on_change=state.request_seed, placeholder="—"
+)
+if len(rows):
+    pick_col.selectbox(
+        "Uploaded code" if rows.kind == "upload" else "Prepared code",
+        range(len(rows)),
+        format_func=editor.row_label,
+        key=state.CODE_PICK,
+        on_change=state.request_row,
+        args=(rows.kind, rows.name),
+        placeholder="—",
+    )
+upload_col.file_uploader(  # no type=: Streamlit would raise on another name, the app says one line
+    f"Upload codes (.npy, up to {MAX_CODE_FILE_BYTES // MIB} MB)",
+    max_upload_size=MAX_CODE_FILE_BYTES // MIB,
+    key=state.CODE_UPLOAD,
+    on_change=state.request_upload,
+)
+if prepared_note:
+    st.caption(prepared_note)
+
+# ---- The images and the sliders: one fragment run is one frame -------------------------------------
+view_col, zoom_col = st.columns([3, 1], vertical_alignment="bottom")
+view = view_col.segmented_control(
+    "Show",
+    editor.VIEWS,
+    key=state.default(state.KEEP + "view", editor.VIEWS[0]),
+    label_visibility="collapsed",
+)
+zoom = zoom_col.select_slider(
+    "Zoom", editor.ZOOMS, key=state.default(state.KEEP + "zoom", 1), format_func=lambda z: f"{z}×"
+)
+area = st.container()
+with st.expander("Name the sliders · energy of each direction"):
+    editor.names_table(semantics, edit, key=f"names.{model}.{semantics.layer_spec}.{len(edit.alphas)}")
+
+
+@st.fragment(key=state.LIVE_FRAGMENT)
+def edited_view(
+    model: editor.ModelRef, semantics: Semantics, entry: ModelEntry, view: str | None, zoom: int
+) -> None:
+    """Reruns alone on every slider move: the image first, then the sliders, whose ``ack`` lets the
+    browser send the next position. Takes where the model is, not the model: the fragment is kept
+    in session state between runs, and must not keep a Generator alive."""
+    resources.use_torch_threads()  # a fragment rerun may start on a fresh thread
+    generator = model.generator()
+    edit: session.EditState = st.session_state[state.EDIT]
+    image_col, slider_col = st.columns([3, 2], gap="medium")
+    with image_col:
+        editor.images(generator, semantics, edit, view, zoom)
+    with slider_col:
+        st.caption(session.edits_active(edit.alphas))
+        live.slider_bank(
+            session.slider_labels(semantics, edit.names, len(edit.alphas)),
+            entry.slider,
+            edit.alphas,
+            revision=state.slider_revision(),
+            ack=state.slider_ack(),
+            key=state.SLIDERS,
+            on_change=lambda: state.on_slider_drag(entry.slider),
+        )
+        st.button(
+            "Reset", on_click=state.reset_sliders, width="stretch", help="Every slider back to 0", key="reset"
+        )
+
+
+where = editor.ModelRef(status.path, str(device.device))
+del generator  # from here on the fragments fetch it from the cache by ``where``
+with area:
+    edited_view(where, semantics, entry, view, zoom)
+
+
+# ---- Exports: refreshed when a slider is let go, not while it moves ------------------------------
+@st.fragment(key=state.EXPORTS_FRAGMENT)
+def exports(model: editor.ModelRef, semantics: Semantics, entry: ModelEntry) -> None:
+    """Downloads of the edit as it stands; each file is made only when its button is clicked. The
+    URL follows the edit here, so that a link brings it back."""
+    generator = model.generator()
+    edit: session.EditState = st.session_state[state.EDIT]
+    state.write_link(edit)
+    name = f"sefa_{edit.model}_{edit.source.kind}{edit.source.index}"
+    png_col, npy_col, recipe_col, gif_col, link_col = st.columns(5, vertical_alignment="bottom")
+    png_col.download_button(
+        "PNG",
+        lambda: encode_image(session.render_edit(generator, semantics, edit), "PNG"),
+        f"{name}.png",
+        "image/png",
+        on_click="ignore",
+        icon=":material/image:",
+        width="stretch",
+    )
+    npy_col.download_button(
+        "Code",
+        lambda: codes_to_npy_bytes(session.edited_code(generator, semantics, edit)),
+        f"{name}.npy",
+        "application/octet-stream",
+        on_click="ignore",
+        icon=":material/data_array:",
+        width="stretch",
+        help="The edited code as .npy (float32)",
+    )
+    recipe_col.download_button(
+        "Recipe",
+        lambda: recipe_to_yaml(session.edit_recipe(edit)),
+        f"{name}.yaml",
+        "application/x-yaml",
+        on_click="ignore",
+        icon=":material/receipt_long:",
+        width="stretch",
+        help="Replays to the same pixels: sefa apply recipe.yaml -o out.png",
+    )
+    with gif_col.popover("GIF", icon=":material/animation:", width="stretch"):
+        editor.gif_export(generator, semantics, edit, entry, name)
+    with link_col:
+        live.copy_link(key="copy_link")
+
+
+exports(where, semantics, entry)

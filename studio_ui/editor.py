@@ -1,0 +1,191 @@
+"""The editor page's widgets that need more than one line: the layer picker, the image views, the
+slider names, the GIF options. ``pages/0_Editor.py`` reads top to bottom; the details are here.
+
+None of these keeps a Generator: pickers get plain strings (no ``format_func`` closing over a
+model), and fragments get a ``ModelRef`` and ask the model cache for the model on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from sefa_core import session
+from sefa_core.config import ModelEntry, SliderRange
+from sefa_core.factorize import Semantics
+from sefa_core.models.base import Generator
+from sefa_core.registry import ModelStatus
+from sefa_core.render import downscale, gif_bytes
+from sefa_core.session import EditState
+from studio_ui import live, resources, state
+
+VIEWS = ("Side by side", "Edited", "Original", "Difference")
+ZOOMS = (1, 2, 4, 8)
+DIFFERENCE_GAIN = 4  # |edited - original| is faint; ×4 shows where an edit acts
+GIF_STEPS = (8, 16, 24, 32, 48)
+GIF_SIZES = (64, 128, 256, 512)  # px: larger frames are shrunk, as the CLI does
+GIF_FPS = (5, 10, 12, 15, 20, 25)
+DEFAULT_GIF = {"steps": 16, "size": 256, "fps": 12}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where the model is, for a fragment to fetch it from the cache; never the model itself."""
+
+    path: Path
+    device: str
+
+    def generator(self) -> Generator:
+        return resources.generator(self.path, self.device)
+
+
+def model_label(status: ModelStatus) -> str:
+    return status.entry.label + ("" if status.available else " (unavailable)")
+
+
+def layer_keys(model: str) -> tuple[str, str]:
+    """The session keys of ``model``'s layer picker and custom spec box."""
+    return f"{state.KEEP}layers.{model}", f"{state.KEEP}spec.{model}"
+
+
+def layer_picker(entry: ModelEntry, generator: Generator, model: str) -> str:
+    """The layer spec to factorize: a preset, or a custom spec. A model with one factorizable layer
+    (DCGAN, PGGAN) has nothing to choose: it gets a caption, not a picker."""
+    if session.has_one_layer(generator):
+        st.sidebar.caption(
+            f"Layers: **{generator.layer_names[0]}**, this model's only factorizable layer (layer 0)."
+        )
+        return "all"
+    presets = session.layer_choices(entry, generator)
+    choices = {name: f"{name} · {spec}" for name, spec in presets.items()} | {
+        session.CUSTOM_LAYERS: session.CUSTOM_LAYERS
+    }
+    picker, spec_key = layer_keys(model)
+    if st.session_state.get(picker) not in choices:
+        st.session_state[picker] = next(iter(presets))
+    preset = st.sidebar.selectbox(
+        "Layers",
+        list(choices),
+        format_func=choices.get,
+        key=picker,
+        help=f"Which of the {len(generator.layer_names)} layers SeFa factorizes (and, for W+ models, "
+        f"which W+ rows an edit moves): e.g. all, 0-1, or 2,4,6-8.",
+    )
+    if preset != session.CUSTOM_LAYERS:
+        return presets[preset]
+    return st.sidebar.text_input(
+        "Layer spec",
+        key=state.default(spec_key, next(iter(presets.values()))),
+        help=f"Layers 0-{len(generator.layer_names) - 1}: e.g. all, 0-1, or 2,4,6-8",
+    )
+
+
+def class_labels(generator: Generator) -> list[str]:
+    names = generator.class_names
+    return [f"{k} · {names[k]}" if names else str(k) for k in range(generator.num_classes)]
+
+
+def row_label(index: int) -> str:
+    return f"#{index}"
+
+
+def images(generator: Generator, semantics: Semantics, edit: EditState, view: str | None, zoom: int) -> None:
+    """The edited image, the original, both, or where they differ, at ``zoom``."""
+    view = view or VIEWS[0]
+    original = state.original_pixels(generator, edit) if view != "Edited" else None
+    edited = None
+    if view != "Original":
+        edited = state.render(generator, lambda: session.render_edit(generator, semantics, edit))
+    where = edit.source.label
+    if view == "Side by side":
+        edited_col, original_col = st.columns(2)
+        with edited_col:
+            _show(edited, f"Edited · {where}", "edited", zoom)
+        with original_col:
+            _show(original, f"Original · {where}", "original", zoom)
+    elif view == "Edited":
+        _show(edited, f"Edited · {where}", "edited", zoom)
+    elif view == "Original":
+        _show(original, f"Original · {where}", "original", zoom)
+    else:
+        difference = None
+        if edited is not None and original is not None:
+            difference = difference_image(edited, original)
+        _show(difference, f"|Edited − original| ×{DIFFERENCE_GAIN} · {where}", "edited", zoom)
+
+
+def difference_image(edited: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3): where and how much the edit changed the image, amplified."""
+    delta = np.abs(edited.astype(np.int16) - original.astype(np.int16)) * DIFFERENCE_GAIN
+    return np.clip(delta, 0, 255).astype(np.uint8)
+
+
+def _show(pixels: np.ndarray | None, caption: str, key: str, zoom: int) -> None:
+    if pixels is not None:
+        live.live_image(pixels, caption, key=key, zoom=zoom)
+
+
+def names_table(semantics: Semantics, edit: EditState, *, key: str) -> None:
+    """Name the sliders (the names go on the sliders, into recipes and direction sets), beside each
+    direction's eigenvalue and its share of the total energy."""
+    shares = session.energy_shares(semantics)
+    table = st.data_editor(
+        [
+            {
+                "semantic": k,
+                "λ": round(float(semantics.eigenvalues[k]), 3),
+                "share": f"{shares[k]:.1%}".replace("%", " %"),
+                "name": edit.names[k] if k < len(edit.names) else "",
+            }
+            for k in range(len(edit.alphas))
+        ],
+        disabled=["semantic", "λ", "share"],
+        column_config={
+            "share": st.column_config.TextColumn("share of energy", help="λ_k / Σλ over every direction"),
+            "name": st.column_config.TextColumn("name", max_chars=session.MAX_LINK_NAME_LENGTH),
+        },
+        hide_index=True,
+        width="stretch",
+        key=key,
+    )
+    names = {row["semantic"]: row["name"] or "" for row in table}
+    if names != dict(enumerate(edit.names)):
+        state.set_names(names)
+
+
+def gif_export(
+    generator: Generator, semantics: Semantics, edit: EditState, entry: ModelEntry, name: str
+) -> None:
+    """A traversal GIF of one slider, with its range, steps, size and speed."""
+    semantic = st.selectbox(
+        "Along",
+        range(len(edit.alphas)),
+        format_func=session.slider_labels(semantics, edit.names, len(edit.alphas)).__getitem__,
+    )
+    low, high = st.slider(
+        "Range of α",
+        entry.slider.min,
+        entry.slider.max,
+        (entry.slider.min, entry.slider.max),
+        entry.slider.step,
+    )
+    steps = st.select_slider("Steps", GIF_STEPS, DEFAULT_GIF["steps"])
+    size = st.select_slider("Size (px)", GIF_SIZES, DEFAULT_GIF["size"])
+    fps = st.select_slider("Frames per second", GIF_FPS, DEFAULT_GIF["fps"])
+    sweep = SliderRange(low, max(high, low + entry.slider.step), entry.slider.step)
+    st.download_button(
+        "Download GIF",
+        lambda: gif_bytes(
+            downscale(session.traversal_frames(generator, semantics, edit, semantic, sweep, steps), size),
+            duration_ms=round(1000 / fps),
+            pingpong=True,
+        ),
+        f"{name}_semantic{semantic:03d}.gif",
+        "image/gif",
+        on_click="ignore",
+        icon=":material/animation:",
+        width="stretch",
+    )
