@@ -39,14 +39,13 @@ from pathlib import Path
 from string import Template
 from typing import TextIO
 
-from sefa_core.config import CONFIG_ENV
+from sefa_core.config import CONFIG_ENV, default_config_path
 from sefa_core.errors import SefaError
+from sefa_core.formats.cache import CACHE_DIR_ENV, cache_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP_FILE = "app.py"
 LOOPBACK = "127.0.0.1"  # replicas listen here only; nginx is the one public door
-CACHE_ENV = "SEFA_CACHE_DIR"  # the converted-weights cache every replica shares
-DEFAULT_CACHE_DIR = Path(".cache") / "converted"
 COOKIE_SECRET_ENV = "STREAMLIT_SERVER_COOKIE_SECRET"  # one secret: a failed-over session's XSRF cookie holds
 UPLOAD_LIMIT_ENV = "STREAMLIT_SERVER_MAX_UPLOAD_SIZE"
 STREAMLIT_DEFAULT_UPLOAD_MB = 200  # Streamlit's maxUploadSize when .streamlit/config.toml sets none
@@ -202,18 +201,14 @@ def nginx_template() -> str:
     return resources.files("sefa_core").joinpath("data/nginx.conf.template").read_text(encoding="utf-8")
 
 
-def cache_dir(root: Path) -> Path:
-    """The converted-weights cache all replicas share: ``$SEFA_CACHE_DIR``, else ``.cache/converted``."""
-    return Path(os.environ.get(CACHE_ENV) or root / DEFAULT_CACHE_DIR).resolve()
-
-
 def replica_environment(options: ServeOptions, cookie_secret: str) -> dict[str, str]:
     """The environment every replica gets: the same cache, config and cookie secret for all."""
     env = dict(os.environ)
-    env[CACHE_ENV] = str(cache_dir(options.root))
+    env[CACHE_DIR_ENV] = str(cache_dir().resolve())  # one converted-weights cache for all
     env[COOKIE_SECRET_ENV] = cookie_secret
-    if options.config is not None:
-        env[CONFIG_ENV] = str(Path(options.config).resolve())
+    config = Path(options.config) if options.config is not None else default_config_path()
+    if config.is_file() or options.config is not None:  # what this command read, whatever the cwd
+        env[CONFIG_ENV] = str(config.resolve())
     return env
 
 

@@ -194,7 +194,7 @@ def test_every_replica_answers_on_its_own_port_and_shares_the_cache_and_cookie_s
     for port, pid in served.replicas.values():
         assert get(f"http://127.0.0.1:{port}/_stcore/health")[:2] == (200, "ok")
         env = environ(pid)
-        shared.append((env[serve.CACHE_ENV], env[serve.COOKIE_SECRET_ENV]))
+        shared.append((env[serve.CACHE_DIR_ENV], env[serve.COOKIE_SECRET_ENV]))
     assert shared[0] == shared[1] and Path(shared[0][0]).is_absolute()
 
 
