@@ -95,16 +95,28 @@ def upsample_2x(x: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def may_overwrite() -> bool:
+    """Whether ops may overwrite activations that autograd could have saved for the backward pass.
+
+    Working in place spares a full-size temporary per op and the page faults of allocating it
+    (much of a batched forward's time at 256 px); photo inversion back-propagates, so not then.
+    """
+    return not torch.is_grad_enabled()
+
+
 def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float | None) -> torch.Tensor:
-    """Per-channel bias, then the gain-corrected leaky ReLU (if asked), then ``conv_clamp`` (if set)."""
-    x = x + bias.reshape(1, -1, *[1] * (x.ndim - 2))
-    # In place where autograd allows it (photo inversion back-propagates through here): the gain goes
-    # first, as lrelu(g x) = g lrelu(x) for g > 0, and the clamp is not in place, since the leaky ReLU's
-    # backward reads its output.
+    """Per-channel bias, then the gain-corrected leaky ReLU (if asked), then ``conv_clamp`` (if set).
+
+    Overwrites ``x`` where ``may_overwrite()``: every caller hands over a fresh layer output.
+    """
+    bias = bias.reshape(1, -1, *[1] * (x.ndim - 2))
+    x = x.add_(bias) if may_overwrite() else x + bias
+    # In place where autograd allows it: the gain goes first, as lrelu(g x) = g lrelu(x) for g > 0,
+    # and the clamp is in place only without autograd, since the leaky ReLU's backward reads its output.
     if lrelu:
         x = F.leaky_relu(x.mul_(LRELU_GAIN), LRELU_SLOPE, inplace=True)
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
+        x = x.clamp_(-clamp, clamp) if may_overwrite() else x.clamp(-clamp, clamp)
     return x
 
 
@@ -152,11 +164,91 @@ class MappingNetwork(nn.Module):
         return x  # (N, w_dim)
 
 
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool,
+    fused: bool,
+    up: bool = False,
+    overwrite_input: bool = False,
+) -> torch.Tensor:
+    """Modulated conv of ``x`` (N, in, H, W) with ``weight`` (out, in, k, k) and ``styles`` (N, in).
+
+    Two equivalent forms (NVIDIA's ``fused_modconv``): fused modulates the weights per sample and
+    runs the batch as conv groups; non-fused scales the input channels (in place if
+    ``overwrite_input``), runs one shared-weight conv for the whole batch (one large GEMM), then
+    demodulates the outputs. A 1x1 conv is a per-sample matmul in either form. With ``up`` it is
+    the stride-2 transposed conv before the FIR filter: out (N, out, 2H + k - 2, 2W + k - 2).
+    """
+    batch, in_channels, height, width = x.shape
+    out_channels, _, kernel, _ = weight.shape
+    if kernel == 1 and not up:
+        return _modulated_1x1(x, weight, styles, demodulate=demodulate)
+    if not fused:
+        scale = styles[:, :, None, None]  # (N, in, 1, 1)
+        x = x.mul_(scale) if overwrite_input else x * scale
+        if up:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=UP)
+        else:
+            x = F.conv2d(x, weight, padding=kernel // 2)
+        if not demodulate:
+            return x
+        # the sum over (in, k, k) of (weight * style)^2, as one (N, in) @ (in, out) product
+        power = styles.square() @ torch.linalg.vector_norm(weight, dim=(2, 3)).square().T  # (N, out)
+        return x.mul_(torch.rsqrt(power + DEMODULATE_EPS)[:, :, None, None])  # a conv's output: autograd-safe
+    weight = _modulated_weight(weight, styles, demodulate=demodulate)  # (N, out, in, k, k)
+    x = x.reshape(1, batch * in_channels, height, width)  # the batch becomes conv groups
+    x = x if batch > 1 else x.contiguous(memory_format=torch.channels_last)  # reshape dropped the format
+    if not up:
+        weight = weight.reshape(batch * out_channels, in_channels, kernel, kernel)
+        x = F.conv2d(x, weight, padding=kernel // 2, groups=batch)
+        return x.reshape(batch, out_channels, height, width)
+    weight = weight.transpose(1, 2).reshape(batch * in_channels, out_channels, kernel, kernel)
+    x = F.conv_transpose2d(x, weight, stride=UP, groups=batch)  # (1, N*out, 2H+k-2, 2W+k-2)
+    return x.reshape(batch, out_channels, *x.shape[2:])
+
+
+def _modulated_weight(weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool) -> torch.Tensor:
+    """Per-sample weights (N, out, in, k, k): scaled by the styles, then demodulated if asked."""
+    weight = weight * styles[:, None, :, None, None]
+    if not demodulate:
+        return weight
+    norm = torch.linalg.vector_norm(weight, dim=(2, 3, 4), keepdim=True)  # (N, out, 1, 1, 1)
+    scale = torch.rsqrt(norm.square() + DEMODULATE_EPS)
+    return weight.mul_(scale) if may_overwrite() else weight * scale  # the norm's backward reads weight
+
+
+def _modulated_1x1(
+    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool
+) -> torch.Tensor:
+    """A modulated 1x1 conv as one batched matmul over the pixels: no temporary the size of ``x``.
+
+    Channels-last ``x`` is already (N, H, W, in) in memory; the result comes back channels last.
+    """
+    batch, in_channels, height, width = x.shape
+    weight = _modulated_weight(weight, styles, demodulate=demodulate)[..., 0, 0]  # (N, out, in)
+    pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, in_channels)  # (N, HW, in)
+    out = torch.bmm(pixels, weight.transpose(1, 2))  # (N, HW, out)
+    return out.reshape(batch, height, width, -1).permute(0, 3, 1, 2)  # (N, out, H, W)
+
+
+def fused_modulation(x: torch.Tensor) -> bool:
+    """Whether the modulated convs on ``x`` run the fused (grouped) form rather than the batched one.
+
+    On the CPU the batched form won at every layer of config-f at 256 px, at batch 1 as at 8, with
+    autograd on or off (``bench/bench_render_speed.py``; BENCHMARKS.md). On CUDA we keep NVIDIA's
+    choice for inference, the fused form; no GPU was at hand to measure it.
+    """
+    return x.device.type == "cuda"
+
+
 class ModulatedConv2d(nn.Module):
     """A conv whose input channels are scaled per sample by a style (an affine map of w).
 
-    With demodulation each output channel is rescaled to unit expected variance. The per-sample
-    weights run as one grouped conv over the whole batch (no Python loop over samples).
+    With demodulation each output channel is rescaled to unit expected variance. No Python loop
+    over samples: a single image runs the fused form, a batch the non-fused one (``fused_modulation``).
     """
 
     def __init__(
@@ -177,24 +269,29 @@ class ModulatedConv2d(nn.Module):
         self.up = up
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        resample_filter: torch.Tensor | None = None,
+        *,
+        overwrite_input: bool = False,
     ) -> torch.Tensor:
-        batch, in_channels, height, width = x.shape
-        out_channels, _, kernel, _ = self.weight.shape
-        styles = self.affine(w)  # (N, in)
-        weight = self.weight * self.weight_gain * styles[:, None, :, None, None]  # (N, out, in, k, k)
-        if self.demodulate:
-            weight = weight * torch.rsqrt(weight.square().sum(dim=(2, 3, 4), keepdim=True) + DEMODULATE_EPS)
-        x = x.reshape(1, batch * in_channels, height, width)  # the batch becomes conv groups
+        """``overwrite_input``: ``x`` is not needed afterwards, so the batched form may scale it in place."""
+        height, width = x.shape[2:]
+        styles = self.affine(w) * self.weight_gain  # (N, in); the gain moves to the far smaller factor
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            demodulate=self.demodulate,
+            fused=fused_modulation(x),
+            up=self.up,
+            overwrite_input=overwrite_input and may_overwrite(),
+        )
         if not self.up:
-            weight = weight.reshape(batch * out_channels, in_channels, kernel, kernel)
-            x = F.conv2d(x, weight, padding=kernel // 2, groups=batch)
-            return x.reshape(batch, out_channels, height, width)
+            return x
         assert resample_filter is not None, "up-sampling needs the FIR filter"
-        weight = weight.transpose(1, 2).reshape(batch * in_channels, out_channels, kernel, kernel)
-        x = F.conv_transpose2d(x, weight, stride=UP, groups=batch)  # (1, N*out, 2H+k-2, 2W+k-2)
-        x = x.reshape(batch, out_channels, *x.shape[2:])
-        taps = resample_filter.shape[0]
+        taps, kernel = resample_filter.shape[0], self.weight.shape[-1]
         padding = (taps - UP - kernel + 1) // 2 + 1  # symmetric for even taps; crops back to 2H
         x = fir_filter(x, resample_filter, gain=UP**2, padding=padding)
         assert x.shape[2:] == (UP * height, UP * width), "the up-sampling conv doubles H and W"
@@ -224,7 +321,8 @@ class StyledConv(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x, w, resample_filter)
+        """Consumes ``x``: the synthesis network hands over each activation after its ToRGB read it."""
+        x = self.conv(x, w, resample_filter, overwrite_input=True)
         x = x.add_(self.noise_const * self.noise_strength)  # the stored noise: images are deterministic
         return bias_act(x, self.bias, lrelu=True, clamp=self.conv_clamp)
 
@@ -277,7 +375,8 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
         require(ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)")
-        x = self.const.expand(ws.shape[0], -1, -1, -1)  # (N, C, 4, 4)
+        # (N, C, 4, 4), channels last: oneDNN's convs and the FIR filters run fastest in it
+        x = self.const.expand(ws.shape[0], -1, -1, -1).clone(memory_format=torch.channels_last)
         image = None
         for row, conv in enumerate(self.convs):
             x = conv(x, ws[:, row], self.resample_filter)
@@ -285,7 +384,7 @@ class SynthesisNetwork(nn.Module):
                 rgb = self.to_rgbs[row // 2](x, ws[:, row + 1])
                 image = rgb if image is None else upsample_2x(image, self.resample_filter).add_(rgb)
         assert image is not None
-        return image
+        return image.contiguous()
 
 
 def row_names(num_resolutions: int) -> list[str]:
