@@ -52,6 +52,7 @@ class ModelEntry:
     codes: str = ""  # a .npy under latent_codes/, or "" for none
     saved_by: str = ""  # who added it (the Models page writes a session's label), "" if typed in
     saved_at: str = ""  # when, ISO 8601 UTC
+    classes: tuple[str, ...] | None = None  # a class-conditional model's class names; None: not listed
 
     @property
     def label(self) -> str:
@@ -95,6 +96,7 @@ _MODEL_KEYS = {
     "codes",
     "saved_by",
     "saved_at",
+    "classes",
 }
 _SLIDER_KEYS = {"min", "max", "step"}
 
@@ -193,7 +195,23 @@ def _model(item: Any, root: Path, where: str) -> ModelEntry:
         codes=codes,
         saved_by=_text(mapping, "saved_by", where),
         saved_at=_text(mapping, "saved_at", where),
+        classes=_classes(mapping, where),
     )
+
+
+def _classes(mapping: dict, where: str) -> tuple[str, ...] | None:
+    """``classes: [names…]`` in index order; ``[]`` says the model is not class-conditional."""
+    if "classes" not in mapping:
+        return None
+    value = mapping["classes"]
+    if not isinstance(value, list) or not all(
+        isinstance(name, str | int) and not isinstance(name, bool) for name in value
+    ):
+        raise ConfigError(f"{where}.classes: expected a list of class names, got {value!r:.80}")
+    names = [str(name).strip() for name in value]
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(f"{where}.classes: class names must be non-empty and all different")
+    return tuple(names)
 
 
 def _slider(item: Any, where: str) -> SliderRange:

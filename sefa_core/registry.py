@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sefa_core.config import DEFAULT_SOURCE, AppConfig, ModelEntry, load_config
 from sefa_core.default_model import default_checkpoint_path
-from sefa_core.errors import SefaError
+from sefa_core.errors import InputError, SefaError
 from sefa_core.formats import checkpoint_file, load_checkpoint
 from sefa_core.models.base import Generator
 
@@ -65,8 +66,35 @@ def resolve_model(
 
 
 def load_generator(
-    name_or_path: str | Path = "default", device: str = "auto", config: AppConfig | None = None
+    name_or_path: str | Path = "default",
+    device: str = "auto",
+    config: AppConfig | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    num_classes: int | None = None,
 ) -> Generator:
-    """Load a model by config name or checkpoint path, safely, on ``device``."""
-    path, _ = resolve_model(name_or_path, config)
-    return load_checkpoint(path, device)
+    """Load a model by config name or checkpoint path, safely, on ``device``.
+
+    ``classes`` (names) or ``num_classes`` (named 0..N-1) say what config.yaml's ``classes:`` says,
+    and take its place: a class-conditional DCGAN needs them to tell its class input from z.
+    """
+    path, entry = resolve_model(name_or_path, config)
+    return load_checkpoint(path, device, classes=class_list(entry, classes, num_classes))
+
+
+def class_list(
+    entry: ModelEntry | None, classes: Sequence[str] | None = None, num_classes: int | None = None
+) -> tuple[str, ...] | None:
+    """The class names to load a model with: given ones, else numbered ones, else config.yaml's."""
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise InputError(f"num_classes must be a whole number >= 0, got {num_classes!r}")
+        if classes is not None and len(classes) != num_classes:
+            raise InputError(f"num_classes={num_classes} but {len(classes)} class names are given")
+    if classes is not None:
+        if isinstance(classes, str):
+            raise InputError("classes must be a list of names, not one string")
+        return tuple(map(str, classes))
+    if num_classes is not None:
+        return tuple(map(str, range(num_classes)))
+    return entry.classes if entry else None

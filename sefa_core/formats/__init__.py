@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from sefa_core.device import resolve_device
@@ -34,9 +35,17 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, device: str = "auto") -> Generator:
-    """Read ``path`` safely, recognise its layout and build the generator on ``device``."""
+def load_checkpoint(
+    path: str | Path, device: str = "auto", classes: Sequence[str] | None = None
+) -> Generator:
+    """Read ``path`` safely, recognise its layout and build the generator on ``device``.
+
+    ``classes`` names a class-conditional model's classes (config.yaml's ``classes:``); a DCGAN
+    needs them to tell a one-hot class input from z, and every model must have that many classes.
+    """
     raw = read_checkpoint(checkpoint_file(path))
+    if classes is not None:
+        raw = dataclasses.replace(raw, classes=tuple(map(str, classes)))
     for layout in ALL_LAYOUTS:
         if layout.matches(raw):
             try:
@@ -46,6 +55,13 @@ def load_checkpoint(path: str | Path, device: str = "auto") -> Generator:
             except Exception as error:  # noqa: BLE001 - one line for users, traceback to the log
                 log.debug("building %s from %s failed", layout.name, raw.path, exc_info=True)
                 raise CheckpointError(raw.path, f"{layout.name}: {describe_build_error(error)}") from error
+            if raw.classes is not None and len(raw.classes) != generator.num_classes:
+                raise CheckpointError(
+                    raw.path,
+                    f"{layout.name}: {len(raw.classes)} classes are listed, "
+                    f"but the model has {generator.num_classes}",
+                )
+            generator.class_names = raw.classes or generator.class_names
             generator.digest = raw.digest
             generator.source_format = layout.name
             generator.source_path = str(raw.path)

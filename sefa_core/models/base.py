@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sefa_core.errors import require
@@ -24,6 +25,7 @@ from sefa_core.layers import layer_ranges, parse_layers
 
 EditSpace = Literal["z", "w+"]
 DEFAULT_TRUNC_PSI = 1.0
+DEFAULT_CLASS = 0  # what class-conditional models draw when no class is given
 _SYNTAX_ONLY_LAYERS = 1_000_000
 
 
@@ -153,6 +155,26 @@ class Generator(nn.Module, ABC):
         images = self._synthesize(codes.to(self.device), **conditioning)
         require(images.ndim == 4 and images.shape[1] == 3, "images must be (N, 3, H, W)")
         return images
+
+    def class_vectors(self, classes: object, n: int) -> torch.Tensor:
+        """Class indices (an int, or (N,)) or one-hot / mixture rows (N, num_classes) -> (N, num_classes)."""
+        if classes is None:
+            classes = DEFAULT_CLASS
+        labels = torch.as_tensor(classes, device=self.device)
+        if labels.ndim == 2:
+            require(
+                labels.shape == (n, self.num_classes),
+                f"class vectors must be ({n}, {self.num_classes}), got {tuple(labels.shape)}",
+            )
+            return labels.float()
+        require(not labels.is_floating_point(), "class indices must be integers")
+        indices = labels.expand(n) if labels.ndim == 0 else labels
+        require(indices.shape == (n,), f"class indices must be ({n},), got {tuple(indices.shape)}")
+        require(
+            bool(((indices >= 0) & (indices < self.num_classes)).all()),
+            f"class indices must be in [0, {self.num_classes})",
+        )
+        return F.one_hot(indices.long(), self.num_classes).float()
 
     @abstractmethod
     def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor: ...

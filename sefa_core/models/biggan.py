@@ -28,7 +28,6 @@ from sefa_core.errors import require
 from sefa_core.models.base import Generator
 
 DEFAULT_TRUNCATION = 0.4  # the package's examples sample z and pick BN rows with 0.4
-DEFAULT_CLASS = 0
 TRUNCNORM_BOUND = 2.0  # z ~ truncnorm(-2, 2) before scaling by the truncation
 START_SIZE = 4  # gen_z makes a 4x4 map
 BOTTLENECK = 4  # GenBlock's reduction factor: inner width = in_channels // 4
@@ -298,26 +297,6 @@ class BigGANGenerator(Generator):
         return z * trunc_psi
 
     # ---- images ---------------------------------------------------------------------------
-    def class_vectors(self, classes: object, n: int) -> torch.Tensor:
-        """Class indices (an int, or (N,)) or one-hot / mixture rows (N, num_classes) -> (N, num_classes)."""
-        if classes is None:
-            classes = DEFAULT_CLASS
-        labels = torch.as_tensor(classes, device=self.device)
-        if labels.ndim == 2:
-            require(
-                labels.shape == (n, self.num_classes),
-                f"class vectors must be ({n}, {self.num_classes}), got {tuple(labels.shape)}",
-            )
-            return labels.float()
-        require(not labels.is_floating_point(), "class indices must be integers")
-        indices = labels.expand(n) if labels.ndim == 0 else labels
-        require(indices.shape == (n,), f"class indices must be ({n},), got {tuple(indices.shape)}")
-        require(
-            bool(((indices >= 0) & (indices < self.num_classes)).all()),
-            f"class indices must be in [0, {self.num_classes})",
-        )
-        return F.one_hot(indices.long(), self.num_classes).float()
-
     def _synthesize(
         self, codes: torch.Tensor, *, classes: object = None, truncation: float | None = None
     ) -> torch.Tensor:

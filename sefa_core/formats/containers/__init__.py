@@ -31,6 +31,7 @@ class RawCheckpoint:
     digest: str  # sha256 of the file bytes
     container: str  # "torch-zip" | "torch-legacy" | "pickle"
     content: Any
+    classes: tuple[str, ...] | None = None  # class names the user gave (config.yaml); None: not given
 
 
 def file_digest(path: Path) -> str:

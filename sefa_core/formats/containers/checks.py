@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sefa_core.errors import CheckpointError
 
@@ -109,20 +110,39 @@ def _children(value: Any) -> tuple[Any, ...]:
     return ()
 
 
-def refused_global(name: str, where: str = "") -> str:
-    """The one-line reason for a global a file asks for and may not have (``where``: in which format)."""
+# Globals of a whole pickled model (``torch.save(model)``): torch's layer classes, or a class of the
+# script that saved it. Loading one would run that code; its weights alone load fine.
+TORCH_LAYERS = "torch.nn.modules."
+WHOLE_MODEL_GLOBALS = (TORCH_LAYERS, "__main__.")
+
+
+def refused_global(name: str, where: str = "", whole_model: bool = False) -> str:
+    """The one-line reason for a global a file asks for and may not have (``where``: in which format).
+
+    ``whole_model``: the file is known to pickle torch layers, whatever class it asks for first.
+    """
+    if whole_model or name.startswith(WHOLE_MODEL_GLOBALS):
+        return (
+            f"refused to load: the file is a whole pickled model (it asks for '{name}'), as "
+            "torch.save(model) writes; it needs the code that made it, which is never run here. "
+            "Where that code runs, save the weights alone and load that file: "
+            'torch.save(netG.state_dict(), "netG.pth")'
+        )
     return f"refused to load: the file asks for the global '{name}', which is not allowed" + (
         f" {where}" if where else ""
     )
 
 
-def describe_read_error(error: BaseException) -> str:
-    """One line for a reader failure, naming a refused global where there is one."""
+def describe_read_error(error: BaseException, path: Path | None = None) -> str:
+    """One line for a reader failure, naming a refused global where there is one.
+
+    ``path``: the torch file that failed, scanned (never run) for a whole pickled model.
+    """
     text = str(error)
     if match := _REFUSED_GLOBAL.search(text):
         name = match.group(1)
         # torch names builtins without their module ("GLOBAL eval").
-        return refused_global(name if "." in name else f"builtins.{name}")
+        return refused_global(name if "." in name else f"builtins.{name}", whole_model=_pickles_layers(path))
     if isinstance(error, MemoryError):
         return "the file claims more memory than there is (corrupt or hostile)"
     if isinstance(error, _TRUNCATED_ERRORS) or _TRUNCATED.search(text):
@@ -133,3 +153,18 @@ def describe_read_error(error: BaseException) -> str:
         first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
         return f"the file is corrupt or not a checkpoint ({first[:200]})"
     return f"could not read the file ({type(error).__name__}: {text[:200]})"
+
+
+def _pickles_layers(path: Path | None) -> bool:
+    """Whether a torch zip's pickle names torch's layer classes, read from its opcodes without running it.
+
+    ``torch.save(model)`` of a class from the user's own package asks for that class first
+    (``models.Generator``), so its name alone does not tell a whole model.
+    """
+    if path is None:
+        return False
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # noqa: BLE001 - not a readable torch zip: the refused name is all there is
+        return False
+    return any(name.startswith(TORCH_LAYERS) for name in names)

@@ -42,7 +42,7 @@ def read_torch_file(path: Path, container: str) -> Any:
         content = torch_load_weights_only(path)
     except Exception as error:  # noqa: BLE001 - every reader failure becomes one line
         log.debug("reading %s failed", path, exc_info=True)
-        raise CheckpointError(path, describe_read_error(error)) from error
+        raise CheckpointError(path, describe_read_error(error, path)) from error
     check_structure(path, content)
     return content
 
