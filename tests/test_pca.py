@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
+from test_app import REPO_ROOT, TIMEOUT_S, app, generator, studio  # noqa: F401 - the editor's fixtures
 from test_stylegan2 import _tiny_generator
 
 from sefa_core.cli import main
@@ -34,15 +36,15 @@ def _assert_same_axes(ours: np.ndarray, expected: np.ndarray, variances: np.ndar
 
 
 def test_stylegan_pca_is_the_pca_of_the_mapped_w() -> None:
-    generator = _tiny_generator(3)
-    semantics = factorize(generator, "all", method="pca", samples=SAMPLES)
+    model = _tiny_generator(3)
+    semantics = factorize(model, "all", method="pca", samples=SAMPLES)
     with torch.no_grad():  # the brute force: w of the seeded z, then an SVD of the centred samples
-        w = generator.mapping(generator.sample_latents(SAMPLES, SAMPLE_SEED)).double().numpy()
+        w = model.mapping(model.sample_latents(SAMPLES, SAMPLE_SEED)).double().numpy()
     _, singular, components = np.linalg.svd(w - w.mean(axis=0), full_matrices=False)
     variances = singular**2 / (SAMPLES - 1)
     np.testing.assert_allclose(semantics.eigenvalues, variances, rtol=1e-8)
     _assert_same_axes(semantics.directions, components, variances)
-    assert semantics.method == "pca" and semantics.layers == generator.resolve_layers("all")
+    assert semantics.method == "pca" and semantics.layers == model.resolve_layers("all")
 
 
 def test_z_space_pca_regresses_the_first_layers_principal_components_back_to_z(default_generator) -> None:
@@ -113,3 +115,19 @@ def test_pca_with_too_few_samples_is_one_line_on_the_command_line(capsys, tmp_pa
     code = main(["factorize", "default", "--method", "pca", "--samples", "10", "-o", str(tmp_path / "p.npz")])
     err = capsys.readouterr().err
     assert code == 2 and "PCA needs more samples" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_page_shows_both_methods_walking_the_same_face_with_the_cosine_table(app) -> None:  # noqa: F811
+    page = AppTest.from_file(str(REPO_ROOT / "pages" / "4_Compare.py"), default_timeout=TIMEOUT_S)
+    page.session_state["edit"] = app.session_state["edit"]  # what the editor has open
+    page.run()
+    assert not page.exception and not page.error
+    next(button for button in page.button if button.label == "Compare").click().run()
+    assert not page.exception and not page.error, [e.value for e in page.error]
+    _, shown = page.session_state["compare.result"]
+    assert set(shown.grids) == {"sefa", "pca"}
+    assert all(grid.shape == (1, 5, 7, 64, 64, 3) for grid in shown.grids.values())  # K=5 x 7 distances
+    table = page.dataframe[0].value
+    assert table.shape == (5, 6) and list(table["SeFa"])[0].startswith("000 · λ=")
+    np.testing.assert_allclose(table.iloc[:, 1:].to_numpy(dtype=float), np.round(shown.cosines, 3))
+    assert len(page.get("image")) == 2  # the two grids, side by side
