@@ -53,7 +53,8 @@ class Semantics:
     digest: str = ""  # sha256 of the model's checkpoint
     spec: str = field(default="")  # the layer spec as the user gave it
     method: Method = "sefa"
-    # The chosen layers' normalised Grams Â_lᵀÂ_l, (D, D) each, shared with the model's cache.
+    # The chosen layers' Grams Â_lᵀÂ_l (rows normalised unless factorize(normalize_rows=False)),
+    # (D, D) each, shared with the model's cache.
     layer_grams: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -214,15 +215,27 @@ def _solve(
     if full is not None:
         eigenvalues, directions = full.eigenvalues[:top], full.directions[:top]
     elif method == "pca":
+        eigenvalues, directions = _pca(generator, chosen, samples, progress)
+        eigenvalues, directions = eigenvalues[:top], directions[:top]
+    else:
+        eigenvalues, directions = eigen_directions(sum_grams(grams), top)
+    return Semantics(directions, eigenvalues, chosen, generator.digest, "", method, grams)
+
+
+def _pca(
+    generator: Generator, chosen: tuple[int, ...], samples: int, progress: Progress | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """GANSpace's PCA, cached per model; W's does not depend on the layers, so a layer change reuses it."""
+    key = ("pca", generator.digest, samples, chosen if pca.sees_layers(generator) else ())
+    cache = generator.factorization_cache
+    if key not in cache:
 
         def stacked_gram() -> np.ndarray:  # the chosen layers' raw AᵀA: what their outputs vary by
             return sum_grams([model_layer_grams(generator, normalize_rows=False)[i] for i in chosen])
 
-        eigenvalues, directions = pca.pca_directions(generator, stacked_gram, samples, progress)
-        eigenvalues, directions = eigenvalues[:top], signed_rows(directions[:top])
-    else:
-        eigenvalues, directions = eigen_directions(sum_grams(grams), top)
-    return Semantics(directions, eigenvalues, chosen, generator.digest, "", method, grams)
+        variances, directions = pca.pca_directions(generator, stacked_gram, samples, progress)
+        cache[key] = (variances, signed_rows(directions))
+    return cache[key]
 
 
 def layers_holding(semantics: Semantics, index: int, share: float = DEFAULT_ENERGY_SHARE) -> tuple[int, ...]:

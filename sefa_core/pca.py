@@ -45,12 +45,17 @@ def pca_directions(
         samples > generator.direction_dim,
         f"PCA needs more samples than the {generator.direction_dim} dimensions of a code, got {samples}",
     )
-    total = samples if generator.edit_space == "w+" else 2 * samples
+    total = 2 * samples if sees_layers(generator) else samples
     fit = sample_rows(generator, samples, SAMPLE_SEED, stage_progress(progress, 0, total))
-    if generator.edit_space == "w+":
+    if not sees_layers(generator):
         return pca_of_rows(fit)
     regress = sample_rows(generator, samples, REGRESSION_SEED, stage_progress(progress, samples, total))
     return pca_through_affine(fit, regress, stacked_gram())
+
+
+def sees_layers(generator: Generator) -> bool:
+    """Whether the PCA depends on the chosen layers: for z-space models it does; W is upstream of them."""
+    return generator.edit_space == "z"
 
 
 def sample_rows(generator: Generator, n: int, seed: int, progress: Progress | None = None) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,16 @@ def test_compare_page_shows_both_methods_walking_the_same_face_with_the_cosine_t
     assert table.shape == (5, 6) and list(table["SeFa"])[0].startswith("000 · λ=")
     np.testing.assert_allclose(table.iloc[:, 1:].to_numpy(dtype=float), np.round(shown.cosines, 3))
     assert len(page.get("image")) == 2  # the two grids, side by side
+
+
+def test_a_layer_change_reuses_the_stylegan_pca_and_keeps_its_own_layers(monkeypatch) -> None:
+    model = _tiny_generator(4)
+    module = sys.modules["sefa_core.pca"]
+    calls = []
+    real = module.sample_rows
+    monkeypatch.setattr(module, "sample_rows", lambda *args: calls.append(args[2]) or real(*args))
+    first = factorize(model, "0-1", method="pca", samples=SAMPLES)
+    second = factorize(model, "2-4", method="pca", samples=SAMPLES, top=3)
+    assert calls == [SAMPLE_SEED]  # W is sampled once: it does not depend on the layers
+    assert second.layers == (2, 3, 4) and first.layers == (0, 1)
+    np.testing.assert_allclose(second.directions, first.directions[:3])
