@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from sefa_core import direction_sets, session
+from sefa_core import direction_sets, session, shared_files
 from sefa_core.direction_sets import DIRECTION_SETS_DIR, FORMATS, MAX_DIRECTION_SET_BYTES
-from sefa_core.errors import SefaError
+from sefa_core.errors import AlreadySavedError, SefaError
 from studio_ui import live, state
 
 MIB = 1024 * 1024
+SAVED_BY = state.KEEP + "shared.saved_by"  # this session's label on what it saves (the Models page too)
 
 state.start_page("Direction sets")
 
@@ -57,6 +58,13 @@ with save_tab:
     suffix = format_col.radio(
         "Format", FORMATS, horizontal=True, key=state.default(state.KEEP + "directions.fmt", ".json")
     )
+    who_col, replace_col = st.columns([3, 1])
+    saved_by = who_col.text_input(
+        "Saved by",
+        key=state.default(SAVED_BY, shared_files.session_label()),
+        help=f"Every session shares {DIRECTION_SETS_DIR}/: this name is shown with the sets you save.",
+    )
+    replace_existing = replace_col.checkbox("Replace a set of this name", key="directions.replace")
     if st.button("Save set", type="primary", disabled=not chosen, icon=":material/save:"):
         try:
             saved = direction_sets.from_sliders(
@@ -65,10 +73,11 @@ with save_tab:
                 {r["semantic"]: r["name"] for r in chosen},
                 {r["semantic"]: r["layers"] for r in chosen},
             )
-            path = direction_sets.save_direction_set(
-                direction_sets.direction_set_path(folder, set_name, suffix), saved
-            )
+            path = direction_sets.direction_set_path(folder, set_name, suffix)
+            direction_sets.share_direction_set(path, saved, saved_by, overwrite=replace_existing)
             st.success(f"Saved {len(chosen)} direction(s) to {state.shown_path(path, editing.config.root)}")
+        except AlreadySavedError as error:
+            st.warning(f"{error} (tick “Replace a set of this name”).", icon="⚠️")
         except SefaError as error:
             state.show_error(error)
 
@@ -97,6 +106,8 @@ with load_tab:
     except SefaError as error:
         state.show_error(error)
         st.stop()
+    if who := loaded.saved.describe():
+        st.caption(f"{upload.name if upload is not None else picked.name}: {who}")
 
     set_key = upload.name if upload is not None else picked.name
     alphas = []
@@ -150,5 +161,9 @@ with load_tab:
         width="stretch",
     )
     if picked is not None and upload is None and save_col.button("Save over the file", width="stretch"):
-        saved_to = direction_sets.save_direction_set(picked, updated)
-        st.success(f"Saved {state.shown_path(saved_to, editing.config.root)}")
+        who = st.session_state.get(SAVED_BY) or shared_files.session_label()
+        try:
+            direction_sets.share_direction_set(picked, updated, who, overwrite=True)  # the user asked to
+            st.success(f"Saved {state.shown_path(picked, editing.config.root)}")
+        except SefaError as error:
+            state.show_error(error)

@@ -11,14 +11,15 @@ from typing import Any
 
 import streamlit as st
 
-from sefa_core import model_admin
+from sefa_core import model_admin, shared_files
 from sefa_core.config import default_config_path, load_config
-from sefa_core.errors import SefaError
+from sefa_core.errors import AlreadySavedError, SefaError
 from sefa_core.model_admin import MAX_CHECKPOINT_UPLOAD_MB, CheckedCheckpoint
 from sefa_core.registry import model_statuses
 from studio_ui import resources, state
 
 CHECKED = "models.checked"  # the CheckedCheckpoint waiting to be added to config.yaml
+SAVED_BY = state.KEEP + "shared.saved_by"  # this session's label on what it saves (the Directions page too)
 
 state.start_page("Models")
 
@@ -39,6 +40,7 @@ statuses = model_statuses(config)
 table = []
 for status in statuses:
     row: dict[str, Any] = {"name": status.entry.name, "model": status.entry.label, "status": "available"}
+    row["added"] = shared_files.Stamp(status.entry.saved_by, status.entry.saved_at).describe()
     if not status.available:
         row["status"] = f"unavailable: {status.reason}"
     else:
@@ -115,9 +117,25 @@ if checked is not None:
     with st.form("add_model"):
         name = st.text_input("Name in config.yaml", value=model_admin.model_name(checked.path.name))
         display_name = st.text_input("Display name (optional)")
+        saved_by = st.text_input(
+            "Added by",
+            key=state.default(SAVED_BY, shared_files.session_label()),
+            help="config.yaml is shared by every session: this name is shown with the models you add.",
+        )
+        replace_existing = st.checkbox("Replace a model of this name")
         if st.form_submit_button("Add to config.yaml", type="primary"):
             try:
-                model_admin.add_model(default_config_path(), config, name, checked.path, display_name)
+                model_admin.add_model(
+                    default_config_path(),
+                    config,
+                    name,
+                    checked.path,
+                    display_name,
+                    saved_by=saved_by,
+                    overwrite=replace_existing,
+                )
+            except AlreadySavedError as error:
+                st.warning(f"{error} (tick “Replace a model of this name”).", icon="⚠️")
             except SefaError as error:
                 state.show_error(error)
             else:
