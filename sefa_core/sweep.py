@@ -242,7 +242,7 @@ def load_model(spec: SweepModel, path: str | Path, device: str) -> LoadedModel:
     return LoadedModel(spec, generator, factorize(generator, spec.layers))
 
 
-def shard_arrays(model: LoadedModel, seeds: SeedRange, alphas: Sequence[float], batch_size: int) -> bytes:
+def shard_npz(model: LoadedModel, seeds: SeedRange, alphas: Sequence[float], batch_size: int) -> bytes:
     """The ``.npz`` of one shard: each seed's code walked along each semantic, as ``sefa render`` does."""
     spec, generator = model.spec, model.generator
     codes = torch.cat(
@@ -301,7 +301,7 @@ class ShardWorker:
             model = self.loaded.get(shard.model) or self._load(shard.model)
         except SefaError as error:  # as a plain SefaError: Ray must pickle it back to the driver
             raise SefaError(str(error)) from error
-        data = shard_arrays(model, shard.seeds, self.settings.alphas, self.batch_size)
+        data = shard_npz(model, shard.seeds, self.settings.alphas, self.batch_size)
         atomic_write_bytes(self.out / shard.file, data)
         return ShardRecord(
             shard.model,
@@ -365,8 +365,8 @@ class RayEngine:
         pool = ActorPool(self.actors)
         try:
             yield from pool.map_unordered(lambda actor, shard: actor.render.remote(shard), shards)
-        except RayTaskError as error:  # a worker's SefaError reaches the user as its own one line
-            if isinstance(error.cause, SefaError):
+        except RayTaskError as error:  # a worker's SefaError or OSError reaches the user as its one line
+            if isinstance(error.cause, (SefaError, OSError)):
                 raise error.cause from error
             raise
 

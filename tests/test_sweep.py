@@ -236,6 +236,18 @@ def test_a_worker_killed_mid_sweep_loses_nothing(cluster, default_generator, tmp
         assert _close(np.load(tmp_path / record.file)["images"], expected)
 
 
+def test_a_worker_loads_a_model_from_the_object_store_when_its_node_lacks_the_file(
+    cluster, default_generator, tmp_path
+):
+    settings = _settings(default_generator, SeedRange(5, 5))
+    shard = settings.shards()[0]
+    checkpoint = [ray.put(Path(default_generator.source_path).read_bytes())]
+    from_bytes = ShardWorker(settings, tmp_path / "bytes", device="cpu", sources={"default": checkpoint})
+    from_path = ShardWorker(settings, tmp_path / "path", device="cpu")
+    assert from_bytes.render(shard).sha256 == from_path.render(shard).sha256
+    assert from_bytes.loaded["default"].generator.source_path != default_generator.source_path
+
+
 def test_a_worker_whose_model_fails_to_load_stops_the_sweep_with_its_own_error(
     cluster, default_generator, tmp_path
 ):
