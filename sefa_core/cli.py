@@ -7,6 +7,7 @@
     sefa pick-codes MODEL -n 24 -o latent_codes/default.npy [--pool 2000] [--seed 0]
     sefa invert MODEL photo.jpg -o code.npy [--steps 500] [--restarts 8]
     sefa serve --replicas 4 --port 8501 [--host 127.0.0.1]
+    sefa convert IN.pkl OUT.safetensors
     sefa sweep MODEL [MODEL ...] --seeds 0-999 --out sweeps/ [--workers 4 | --address auto | --local]
 
 MODEL is a name from config.yaml or a checkpoint path. Every error is one line on stderr and
@@ -37,7 +38,7 @@ from sefa_core.device import DEVICE_CHOICES, resolve_device
 from sefa_core.editing import distances as evenly_spaced
 from sefa_core.errors import SefaError
 from sefa_core.factorize import DEFAULT_PCA_SAMPLES, METHODS, Semantics, factorize
-from sefa_core.formats import load_checkpoint
+from sefa_core.formats import convert_file, load_checkpoint
 from sefa_core.invert import DEFAULT_RESTARTS, invert_image, load_photo
 from sefa_core.invert import DEFAULT_STEPS as DEFAULT_INVERT_STEPS
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
@@ -180,6 +181,15 @@ def cmd_models(args: argparse.Namespace, config: AppConfig) -> int:
         print(f"{name:<{widths[0]}}  {state:<{widths[1]}}  {reason}".rstrip())
         for key, value in described.get(name, {}).items():
             print(f"    {key:<20} {value}")
+    return 0
+
+
+# ---- sefa convert -------------------------------------------------------------------------
+def cmd_convert(args: argparse.Namespace, config: AppConfig) -> int:
+    with _progress_bar(None, "converting"):
+        conversion = convert_file(args.input, args.output)
+    tensors = f"{len(conversion.state)} tensors under {conversion.target} names"
+    print(f"{args.output}: {conversion.source_format}, {tensors}")
     return 0
 
 
@@ -484,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--address", help="join this Ray cluster ('auto', 'ray://host:port')")
     engine.add_argument("--local", action="store_true", help="run in this process, without Ray")
     sweep.set_defaults(run=cmd_sweep)
+
+    convert = command("convert", "convert a TensorFlow pickle once, into a .safetensors for other tools")
+    convert.add_argument("input", metavar="IN", help="the TensorFlow .pkl (PGGAN, StyleGAN, StyleGAN2)")
+    convert.add_argument("output", metavar="OUT", help="the .safetensors to write")
+    convert.set_defaults(run=cmd_convert)
 
     serve_help = "run N replicas of the editor behind nginx (stop with Ctrl-C or SIGTERM)"
     serving = commands.add_parser("serve", help=serve_help, description=serve_help, parents=[debug])

@@ -107,13 +107,19 @@ def write_tf_pickle(
 
 
 def _decoy_generator(gs: Network) -> Network:
-    def negated(network: Network) -> Network:
+    def negated(network: Any) -> Any:
+        if not isinstance(network, Network):  # what a hostile test put there stays as it is
+            return network
         state = dict(network.__getstate__())
-        state["variables"] = [(name, -value) for name, value in state["variables"]]
+        state["variables"] = [(name, _negated(value)) for name, value in state["variables"]]
         state["components"] = {key: negated(value) for key, value in state.get("components", {}).items()}
         return type(network)(state)
 
     return negated(gs)
+
+
+def _negated(value: Any) -> Any:
+    return -value if isinstance(value, (np.ndarray, np.generic)) else value
 
 
 def _discriminator(gs: Network) -> Network:

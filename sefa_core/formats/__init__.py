@@ -2,26 +2,31 @@
 
 ``load_checkpoint`` reads the file safely (``containers``: how bytes become tensors), then asks each
 layout (``layouts``: which tensors mean which network) whether it recognises the content; the first
-that does builds the generator.
+that does builds the generator. A layout that converts (TensorFlow pickles) hands back a
+``Conversion``, which ``cache`` keeps under the file's sha256: the next load builds from it directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from sefa_core.device import resolve_device
 from sefa_core.errors import CheckpointError, SefaError
-from sefa_core.formats.containers import RawCheckpoint, read_checkpoint
-from sefa_core.formats.layouts import ALL_LAYOUTS
+from sefa_core.formats.cache import cached_conversion, store_conversion, write_conversion
+from sefa_core.formats.containers import RawCheckpoint, file_digest, read_checkpoint
+from sefa_core.formats.layouts import ALL_LAYOUTS, build_conversion
+from sefa_core.formats.layouts.common import Conversion
 from sefa_core.models.base import Generator
 
 log = logging.getLogger(__name__)
 
 
 SHOWN_KEYS = 6  # keys listed in an error line
+T = TypeVar("T")
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -43,30 +48,45 @@ def load_checkpoint(
     ``classes`` names a class-conditional model's classes (config.yaml's ``classes:``); a DCGAN
     needs them to tell a one-hot class input from z, and every model must have that many classes.
     """
-    raw = read_checkpoint(checkpoint_file(path))
-    if classes is not None:
-        raw = dataclasses.replace(raw, classes=tuple(map(str, classes)))
-    for layout in ALL_LAYOUTS:
-        if layout.matches(raw):
-            try:
-                generator = layout.build(raw)
-            except SefaError:
-                raise
-            except Exception as error:  # noqa: BLE001 - one line for users, traceback to the log
-                log.debug("building %s from %s failed", layout.name, raw.path, exc_info=True)
-                raise CheckpointError(raw.path, f"{layout.name}: {describe_build_error(error)}") from error
-            if raw.classes is not None and len(raw.classes) != generator.num_classes:
-                raise CheckpointError(
-                    raw.path,
-                    f"{layout.name}: {len(raw.classes)} classes are listed, "
-                    f"but the model has {generator.num_classes}",
-                )
-            generator.class_names = raw.classes or generator.class_names
-            generator.digest = raw.digest
-            generator.source_format = layout.name
-            generator.source_path = str(raw.path)
-            return generator.to(resolve_device(device).device).eval()
-    raise CheckpointError(raw.path, describe_unknown(raw))
+    file = checkpoint_file(path)
+    digest = file_digest(file)
+    conversion = cached_conversion(digest)
+    if conversion is None:
+        raw = read_checkpoint(file, digest)
+        if classes is not None:
+            raw = dataclasses.replace(raw, classes=tuple(map(str, classes)))
+        layout = next((layout for layout in ALL_LAYOUTS if layout.matches(raw)), None)
+        if layout is None:
+            raise CheckpointError(raw.path, describe_unknown(raw))
+        name = layout.name
+        if layout.convert is None:
+            generator = _guarded(file, name, lambda: layout.build(raw))
+        else:
+            conversion = _guarded(file, name, lambda: layout.convert(raw))
+            store_conversion(digest, conversion)
+    if conversion is not None:
+        name = conversion.source_format
+        generator = _guarded(file, name, lambda: build_conversion(conversion, file))
+    if classes is not None and len(classes) != generator.num_classes:
+        raise CheckpointError(
+            file, f"{name}: {len(classes)} classes are listed, but the model has {generator.num_classes}"
+        )
+    generator.class_names = tuple(map(str, classes)) if classes else generator.class_names
+    generator.digest = digest
+    generator.source_format = name
+    generator.source_path = str(file)
+    return generator.to(resolve_device(device).device).eval()
+
+
+def _guarded(path: Path, layout_name: str, build: Callable[[], T]) -> T:
+    """``build()``, its unexpected failures as one line naming the file and the layout."""
+    try:
+        return build()
+    except SefaError:
+        raise
+    except Exception as error:  # noqa: BLE001 - one line for users, traceback to the log
+        log.debug("building %s from %s failed", layout_name, path, exc_info=True)
+        raise CheckpointError(path, f"{layout_name}: {describe_build_error(error)}") from error
 
 
 def describe_build_error(error: Exception) -> str:
@@ -103,3 +123,27 @@ def describe_content(content: object) -> str:
 def _key_list(mapping: dict) -> str:
     keys = sorted(map(str, mapping))
     return ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
+
+
+def convert_file(path: str | Path, output: str | Path) -> Conversion:
+    """Write the converted generator of a file that needs converting (a TensorFlow pickle) as safetensors.
+
+    The tensors are named as in the layout it converts to (``Conversion.target``); the metadata
+    holds the source file's sha256, that layout, its build options and the source format
+    (``cache.write_conversion``). The conversion cache is used and filled as by ``load_checkpoint``.
+    """
+    file = checkpoint_file(path)
+    digest = file_digest(file)
+    conversion = cached_conversion(digest)
+    if conversion is None:
+        raw = read_checkpoint(file, digest)
+        layout = next((layout for layout in ALL_LAYOUTS if layout.matches(raw)), None)
+        if layout is None:
+            raise CheckpointError(file, describe_unknown(raw))
+        if layout.convert is None:
+            raise CheckpointError(file, f"a {layout.name} loads as it is; only TensorFlow pickles convert")
+        conversion = _guarded(file, layout.name, lambda: layout.convert(raw))
+        _guarded(file, layout.name, lambda: build_conversion(conversion, file))  # refuse what cannot build
+        store_conversion(digest, conversion)
+    write_conversion(Path(output), conversion, digest)
+    return conversion

@@ -60,8 +60,11 @@ def sniff_container(path: Path) -> str:
     raise CheckpointError(path, "not a torch checkpoint or pickle (unrecognised first bytes)")
 
 
-def read_checkpoint(path: str | Path) -> RawCheckpoint:
-    """Sniff and safely read ``path``; every failure is a one-line ``CheckpointError``."""
+def read_checkpoint(path: str | Path, digest: str | None = None) -> RawCheckpoint:
+    """Sniff and safely read ``path``; every failure is a one-line ``CheckpointError``.
+
+    ``digest``: the file's sha256 when the caller has it already.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
@@ -74,4 +77,4 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         )
     # Each reader checks its own content.
     content = load_network_pickle(path) if container == "pickle" else read_torch_file(path, container)
-    return RawCheckpoint(path, file_digest(path), container, content)
+    return RawCheckpoint(path, digest or file_digest(path), container, content)
