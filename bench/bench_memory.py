@@ -13,7 +13,7 @@ is moved once, and the resident memory (RSS) is printed; it must level off, not 
   the server process's.
 - ``--sessions N``: N users at once, each on a different model, all switching every round.
 
-    .venv/bin/python -m bench.bench_memory [--switches 10] [--sessions 1] [--browser]
+    .venv/bin/python -m bench.bench_memory [--switches 20] [--sessions 1] [--browser]
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def run_browser(config: Path, num_sessions: int, switches: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--switches", type=int, default=10, help="model switches after the default")
+    parser.add_argument("--switches", type=int, default=20, help="model switches after the default")
     parser.add_argument("--sessions", type=int, default=1, help="users switching at the same time")
     parser.add_argument("--browser", action="store_true", help="a real server driven by Chromium")
     args = parser.parse_args()

@@ -52,7 +52,7 @@ device = resolve_device(
     st.sidebar.selectbox("Device", DEVICE_CHOICES, key=state.default(state.KEEP + "device", "auto"))
 )
 try:
-    generator: Generator = resources.generator(status.path, device.device)
+    generator: Generator = resources.generator(status.path, device.device, status.entry.classes)
 except Exception as error:  # noqa: BLE001 - a model that will not load is one line, the app goes on
     state.show_error(error, entry.label)
     st.stop()
@@ -100,11 +100,9 @@ if generator.num_classes:
         format_func=class_names.__getitem__,
         key=state.default(f"{state.KEEP}class.{model}", 0),
     )
-st.sidebar.toggle(
-    "Reset edits on Random",
-    key=state.default(state.RESET_ON_RANDOM, False),
-    help="Off: a new face arrives with the sliders where they are, so one edit can be tried on many.",
-)
+# Off by default: a new face arrives with the sliders where they are, so one edit can be tried on many.
+# (No help button: its name, "Help for Reset edits on Random", would be a second "Random" button.)
+st.sidebar.toggle("Reset edits on Random", key=state.default(state.RESET_ON_RANDOM, False))
 settings = Settings(semantics.spec, num_semantics, truncation, class_index)
 
 # ---- Which face: prepared codes, seeds, uploads ---------------------------------------------------
@@ -193,7 +191,7 @@ def edited_view(
         )
 
 
-where = editor.ModelRef(status.path, str(device.device))
+where = editor.ModelRef(status.path, str(device.device), status.entry.classes)
 del generator  # from here on the fragments fetch it from the cache by ``where``
 with area:
     edited_view(where, semantics, entry, view, zoom)

@@ -37,9 +37,10 @@ class ModelRef:
 
     path: Path
     device: str
+    classes: tuple[str, ...] | None = None  # config.yaml's class names, which a conditional DCGAN needs
 
     def generator(self) -> Generator:
-        return resources.generator(self.path, self.device)
+        return resources.generator(self.path, self.device, self.classes)
 
 
 def model_label(status: ModelStatus) -> str:

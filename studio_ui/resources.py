@@ -19,12 +19,15 @@ from sefa_core.formats import load_checkpoint
 from sefa_core.models.base import Generator
 from sefa_core.session import CodeRows
 
-MAX_CACHED_MODELS = 4  # kept while no session uses them; a 1024 px StyleGAN2 holds ~120 MB of weights
+# Models kept while no session uses them (a 1024 px StyleGAN2 holds ~120 MB of weights); the server's
+# memory is bounded by this, not by the number of models configured. SEFA_MAX_CACHED_MODELS overrides it.
+MAX_CACHED_MODELS_ENV = "SEFA_MAX_CACHED_MODELS"
+MAX_CACHED_MODELS = int(os.environ.get(MAX_CACHED_MODELS_ENV, 0)) or 4
 MAX_CACHED_CODE_FILES = 16
 TORCH_THREADS_ENV = "SEFA_TORCH_THREADS"
 MIB = 1024 * 1024
 
-ModelKey = tuple[str, str, tuple[int, int]]  # (checkpoint path, device, file stamp)
+ModelKey = tuple[str, str, tuple[int, int], tuple[str, ...] | None]  # (path, device, file stamp, classes)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -78,7 +81,7 @@ class ModelsInMemory:
                     sum(p.numel() for p in model.parameters()),
                     sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / MIB,
                 )
-                for model, (path, _, _) in models
+                for model, (path, *_) in models
             ),
             key=lambda loaded: (loaded.path, loaded.device),
         )
@@ -91,13 +94,18 @@ def models_in_memory() -> ModelsInMemory:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=MAX_CACHED_MODELS)
-def _generator(path: str, device: str, stamp: tuple[int, int]) -> Generator:
-    return models_in_memory().get_or_load((path, device, stamp), lambda: load_checkpoint(path, device))
+def _generator(path: str, device: str, stamp: tuple[int, int], classes: tuple[str, ...] | None) -> Generator:
+    return models_in_memory().get_or_load(
+        (path, device, stamp, classes), lambda: load_checkpoint(path, device, classes)
+    )
 
 
-def generator(path: Path, device: torch.device) -> Generator:
-    """The model at ``path`` on ``device``; one copy per process, shared by every session."""
-    return _generator(str(path), str(device), _stamp(path))
+def generator(path: Path, device: torch.device, classes: tuple[str, ...] | None = None) -> Generator:
+    """The model at ``path`` on ``device``; one copy per process, shared by every session.
+
+    ``classes``: the config entry's class names (a conditional DCGAN needs them to load).
+    """
+    return _generator(str(path), str(device), _stamp(path), classes)
 
 
 @st.cache_resource(show_spinner=False, max_entries=MAX_CACHED_CODE_FILES)

@@ -346,7 +346,7 @@ def editing() -> Editing:
         config = load_config()
         status = next(s for s in model_statuses(config) if s.entry.name == edit.model)
         device = resolve_device(st.session_state.get(KEEP + "device", "auto"))
-        generator = resources.generator(status.path, device.device)
+        generator = resources.generator(status.path, device.device, status.entry.classes)
         if generator.digest != edit.digest:
             raise SefaError(
                 f"{status.entry.source} has changed since the editor loaded it; open the editor again"

@@ -116,15 +116,14 @@ def test_picking_a_prepared_code_shows_it(page):
     assert page.get_by_text("Original · prepared code #3").is_visible()
 
 
-def test_switching_the_layer_preset_puts_the_sliders_back(page):
+def test_reset_puts_the_sliders_back(page):
     page.locator(SLIDER.format(index=2)).fill("4")  # sets the value and fires input + change
     deadline = time.monotonic() + FRAME_TIMEOUT_S
-    page.locator(".st-key-keep-layers-default").click()
-    page.get_by_role("option", name="first layer · 0").click()
+    page.get_by_role("button", name="Reset").click()
     while slider_value(page, 2) != 0.0 and time.monotonic() < deadline:
         page.wait_for_timeout(50)
     assert slider_value(page, 2) == 0.0
     assert page.locator(SLIDER.format(index=5)).is_visible()
     assert not page.get_by_test_id("stException").count()
-    path = screenshot(page, "after_layer_switch.png")
+    path = screenshot(page, "after_reset.png")
     assert Path(path).stat().st_size > 0
