@@ -333,6 +333,19 @@ def test_conditional_dcgan_with_a_label_embedding_needs_no_class_list(tmp_path: 
     assert named.class_names == tuple(CLASS_NAMES)
 
 
+def test_label_embedding_in_a_sequential_under_data_parallel_loads(tmp_path: Path) -> None:
+    module, path = conditional_file(tmp_path, embedding_dim=6)
+    state = {
+        f"module.{key}".replace("label_emb.", "label_emb.0."): value
+        for key, value in module.state_dict().items()
+    }
+    generator = load_checkpoint(save(state, tmp_path / "dp.pth"), device="cpu")
+    z = generator.sample(2, seed=5)
+    with torch.no_grad():
+        expected = module(z, torch.tensor([2, 2]))
+    torch.testing.assert_close(generator.synthesize(z, classes=2), expected, atol=IMAGE_ATOL, rtol=0)
+
+
 def write_config(tmp_path: Path, source: str, **extra: object) -> Path:
     config = tmp_path / "config.yaml"
     models = [{"name": "mnist", "source": source, **extra}]
@@ -407,6 +420,11 @@ BROKEN = [
         "missing-conv",
         lambda s: _without(s, "module.main.3.weight"),
         "missing key 'module.main.3.weight': a BatchNorm follows no conv",
+    ),
+    (
+        "conv-bias-without-its-weight",
+        lambda s: {**_without(s, "module.main.3.weight"), "module.main.3.bias": torch.zeros(16)},
+        "missing key 'module.main.3.weight' beside its bias",
     ),
     (
         "missing-batchnorm-weight",

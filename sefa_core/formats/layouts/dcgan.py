@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -29,7 +30,10 @@ WRAPPER_KEYS = ("netG_state_dict", "netG", "G", *GENERATOR_KEYS, "state_dict")
 WHAT = "DCGAN-like state dict"  # how refusals name a file this layout recognised
 # ``[module.][name.]{index}.{param}``: DataParallel's prefix, then the Sequential's attribute name.
 SEQUENTIAL_KEY = re.compile(r"(?P<prefix>(?:module\.)?(?:[A-Za-z_]\w*\.)?)(?P<index>\d+)\.(?P<param>\w+)")
-EMBEDDING_KEY = re.compile(r"(?:module\.)?(?:label_emb|label_embedding|label_embed|embed|emb)\.weight")
+# ``nn.Embedding(classes, width)``, alone or first in a Sequential, beside the generator's Sequential.
+EMBEDDING_KEY = re.compile(
+    r"(?:module\.)?(?:label_emb|label_embedding|label_embed|embed|emb)(?:\.0)?\.weight"
+)
 CONV_PARAMS = frozenset({"weight", "bias"})
 NORM_STATS = ("running_mean", "running_var")
 BATCH_COUNTER = "num_batches_tracked"
@@ -106,8 +110,12 @@ def read_blocks(sequential: Sequential) -> list[Block]:
     return blocks
 
 
-def _with_norm(sequential: Sequential, index: int, tensors: dict, block: Block | None) -> Block:
-    """The block ``index``'s BatchNorm follows, after checking its keys."""
+def _with_norm(
+    sequential: Sequential, index: int, tensors: dict[str, torch.Tensor], block: Block | None
+) -> Block:
+    """``block`` with the BatchNorm at ``index`` after its conv, once that BatchNorm's keys are checked."""
+    if "weight" not in tensors and not any(stat in tensors for stat in NORM_STATS):
+        raise WeightError(sequential.key(index, "weight"), "missing key {key} beside its bias")
     odd = sorted(set(tensors) - NORM_PARAMS)
     if odd:
         raise WeightError(sequential.key(index, odd[0]), "unexpected key {key} in a BatchNorm layer")
@@ -128,11 +136,9 @@ def _with_norm(sequential: Sequential, index: int, tensors: dict, block: Block |
     return Block(block.conv, index)
 
 
-def read_spec(
-    path: object, sequential: Sequential, blocks: list[Block], embedding: torch.Tensor | None, classes
-) -> DCGANSpec:
-    """The structure the tensors give, and how the first layer's inputs split into z and a class."""
-    convs = []
+def read_convs(sequential: Sequential, blocks: list[Block]) -> tuple[UpConv, ...]:
+    """The transposed convs the tensors describe, checked to chain into one up-sampling stack."""
+    convs: list[UpConv] = []
     for position, block in enumerate(blocks):
         tensors = sequential.modules[block.conv]
         weight = tensors["weight"]
@@ -158,6 +164,13 @@ def read_spec(
             sequential.key(blocks[-1].norm, "running_mean"),
             "{key}: the last layer is a BatchNorm; the image comes from a transposed conv",
         )
+    return tuple(convs)
+
+
+def split_inputs(
+    path: Path, convs: tuple[UpConv, ...], embedding: torch.Tensor | None, classes: tuple[str, ...] | None
+) -> DCGANSpec:
+    """How the first layer's inputs split into z and a class: from the label embedding, else ``classes``."""
     inputs = convs[0].in_channels
     if embedding is not None:
         num_classes, width = embedding.shape
@@ -165,7 +178,7 @@ def read_spec(
             raise CheckpointError(
                 path, f"{WHAT}: its label embedding has {num_classes} classes, but {len(classes)} are listed"
             )
-        return DCGANSpec(tuple(convs), num_classes, width)
+        return DCGANSpec(convs, num_classes, width)
     if classes is None and not plausible_nz(inputs):
         raise CheckpointError(
             path,
@@ -179,7 +192,7 @@ def read_spec(
             f"{WHAT}: the first layer takes {inputs} inputs, too few for z and the {num_classes} "
             "classes listed",
         )
-    return DCGANSpec(tuple(convs), num_classes)
+    return DCGANSpec(convs, num_classes)
 
 
 def plausible_nz(size: int) -> bool:
@@ -188,6 +201,7 @@ def plausible_nz(size: int) -> bool:
 
 
 def build(raw: RawCheckpoint) -> DCGANGenerator:
+    """The DCGAN the file's tensors describe, its weights loaded under the file's key names."""
     state = unwrap_state_dict(raw.content, WRAPPER_KEYS)
     sequential = find_sequential(state) if state else None
     if sequential is None:
@@ -208,7 +222,7 @@ def build(raw: RawCheckpoint) -> DCGANGenerator:
             embedding_keys[0], f"{{key}} has shape {tuple(embedding.shape)}, expected (classes, width)"
         )
     blocks = read_blocks(sequential)
-    spec = read_spec(raw.path, sequential, blocks, embedding, raw.classes)
+    spec = split_inputs(raw.path, read_convs(sequential, blocks), embedding, raw.classes)
     try:
         generator = DCGANGenerator(spec, raw.classes or ())
     except InputError as error:
