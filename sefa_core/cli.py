@@ -94,7 +94,7 @@ def _load(model: str, device: str, config: AppConfig) -> tuple[Generator, ModelE
     if choice.notice:
         print(f"note: {choice.notice}", file=sys.stderr)
     path, entry = resolve_model(model, config)
-    generator = load_checkpoint(path, device)
+    generator = load_checkpoint(path, device, classes=entry.classes if entry else None)
     return generator, entry, entry.name if entry else Path(model).stem
 
 
@@ -172,7 +172,8 @@ def cmd_models(args: argparse.Namespace, config: AppConfig) -> int:
         state, reason = ("available", "") if status.available else ("missing", status.reason)
         if args.verbose and status.available and status.path is not None:
             try:
-                described[status.entry.name] = load_checkpoint(status.path, args.device).describe()
+                loaded = load_checkpoint(status.path, args.device, status.entry.classes)
+                described[status.entry.name] = loaded.describe()
             except SefaError as error:
                 state, reason = "error", str(error)
         rows.append((status.entry.name, state, reason))
