@@ -63,8 +63,9 @@ def load_checkpoint(
             generator = _guarded(file, name, lambda: layout.build(raw))
         else:
             conversion = _guarded(file, name, lambda: layout.convert(raw))
-            store_conversion(digest, conversion)
-    if conversion is not None:
+            generator = _guarded(file, name, lambda: build_conversion(conversion, file))
+            store_conversion(digest, conversion)  # once it builds: the cache never holds a refusal
+    else:
         name = conversion.source_format
         generator = _guarded(file, name, lambda: build_conversion(conversion, file))
     if classes is not None and len(classes) != generator.num_classes:
