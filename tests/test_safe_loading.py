@@ -610,3 +610,48 @@ def test_network_pickle_larger_than_the_limit_is_refused(
     monkeypatch.setattr(pickles, "MAX_NETWORK_PICKLE_BYTES", path.stat().st_size - 1)
     with pytest.raises(CheckpointError, match="larger than any network pickle"):
         read_checkpoint(path)
+
+
+# ---- one list of allowed globals per dialect --------------------------------------------------------
+TF_ERA_GLOBALS = {
+    3: {"numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct"},
+    4: {"numpy._core.multiarray.scalar", "numpy._core.multiarray._reconstruct"},
+}
+
+
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_tensorflow_pickle_asks_only_for_its_dialects_globals(
+    protocol: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tf_pickle_writer import pggan_network, random_pggan_state, write_tf_pickle
+
+    state = random_pggan_state(z_dim=8, channels=[8, 4])
+    path = write_tf_pickle(tmp_path / "karras2018iclr.pkl", pggan_network(state), protocol=protocol)
+    asked = _globals_asked(path, monkeypatch)
+    assert asked == TF_ERA_GLOBALS[protocol] | {"tfutil.Network", "numpy.dtype", "numpy.ndarray"}
+    assert asked <= pickles.TENSORFLOW.allowed
+    assert not {"tfutil", "dnnlib"} & set(sys.modules)
+
+
+def test_every_allowed_global_is_rebuilt_by_the_unpickler_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pkl"
+    path.write_bytes(pickle.dumps(None))
+    with path.open("rb") as handle:
+        handlers = set(pickles._NetworkUnpickler(handle, path, pickles.TENSORFLOW).handlers)
+    assert handlers == set().union(*(dialect.allowed for dialect in pickles.DIALECTS))
+
+
+def test_a_global_of_the_other_dialect_is_refused_naming_the_dialect_the_file_looks_like(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mixed.pkl"
+    path.write_bytes(
+        call_pickle("tfutil", "Network")[:-1] + call_pickle("torch._utils", "_rebuild_parameter")[2:]
+    )
+    with pytest.raises(CheckpointError, match="mixes the globals of NVIDIA PyTorch network pickles and Tens"):
+        read_checkpoint(path)
+    path.write_bytes(call_pickle("tfutil", "Network", protocol=4)[:-1] + call_pickle("os", "system", "x")[2:])
+    with pytest.raises(
+        CheckpointError, match="'os.system', which is not allowed in a TensorFlow network pickle"
+    ):
+        read_checkpoint(path)

@@ -39,7 +39,8 @@ GS_INDEX = 2  # (G, D, Gs)
 KIND_TITLES = {"pggan": "PGGAN", "stylegan": "StyleGAN", "stylegan2": "StyleGAN2"}
 GENFORCE, NVIDIA = "genforce", "nvidia"  # the layouts a conversion is built by
 # The release defaults that shapes cannot tell, as each network function declares them; a file
-# whose static_kwargs ask for anything else is refused rather than drawn wrong.
+# whose static_kwargs ask for anything else is refused rather than drawn wrong. Options that change
+# how but not what is computed (``structure``, ``fused_modconv``, ``dtype``) are not checked.
 SUPPORTED_KWARGS: dict[str, dict[str, Any]] = {
     "pggan": {
         "normalize_latents": True,
@@ -61,7 +62,6 @@ SUPPORTED_KWARGS: dict[str, dict[str, Any]] = {
         "mapping_nonlinearity": "lrelu",
         "blur_filter": [1, 2, 1],
         "fused_scale": "auto",
-        "structure": "auto",
         "num_channels": 3,
     },
     "stylegan2": {
@@ -70,7 +70,6 @@ SUPPORTED_KWARGS: dict[str, dict[str, Any]] = {
         "mapping_nonlinearity": "lrelu",
         "use_noise": True,
         "normalize_latents": True,
-        "fused_modconv": True,
         "num_channels": 3,
     },
 }
