@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ def resolve_device(requested: str = "auto") -> DeviceChoice:
     if not has_cuda:
         return DeviceChoice(torch.device("cpu"), "CUDA is not available here; running on the CPU")
     return DeviceChoice(torch.device("cuda"))
+
+
+def render_threads(concurrent_renders: int = 1) -> int:
+    """Torch threads for one CPU render when ``concurrent_renders`` run at once: the cores shared out.
+
+    One interactive session gets every core; a Ray sweep with a worker per core gets 1 each. More
+    threads than there are free cores only spin against each other.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, concurrent_renders))
 
 
 def run_with_cpu_fallback(generator: torch.nn.Module, work: Callable[[], T]) -> tuple[T, str]:
