@@ -40,10 +40,12 @@ if st.session_state.get(state.KEEP + "model") not in statuses:  # e.g. a link to
 model = st.sidebar.selectbox("Model", list(statuses), format_func=labels.get, key=state.KEEP + "model")
 for name, other in statuses.items():
     if not other.available:
-        st.sidebar.caption(f":gray[{labels[name]}: {other.reason}]")
+        st.sidebar.caption(f":gray[{labels[name]}: {state.shown_text(other.reason, config.root)}]")
 status = statuses[model]
 if not status.available:
-    st.error(f"{status.entry.label} cannot be loaded: {status.reason}", icon="⚠️")
+    st.error(
+        f"{status.entry.label} cannot be loaded: {state.shown_text(status.reason, config.root)}", icon="⚠️"
+    )
     st.info("Pick another model, or add its checkpoint on the **Models** page.")
     st.stop()
 entry: ModelEntry = status.entry
@@ -62,10 +64,7 @@ if device.notice:
 
 st.sidebar.subheader("Directions")
 spec = editor.layer_picker(entry, generator, model)
-semantics, layer_error = state.semantics_for(generator, model, spec, fallback="all")
-if layer_error:
-    st.sidebar.error(f"{layer_error}. Still showing {session.layer_set_name(semantics)}.", icon="⚠️")
-
+layer_notice = st.sidebar.empty()
 fewest, most = session.semantics_range(generator)
 num_semantics = st.sidebar.slider(
     "Number of semantics",
@@ -73,6 +72,9 @@ num_semantics = st.sidebar.slider(
     most,
     key=state.default(f"{state.KEEP}count.{model}", min(entry.num_semantics, most)),
 )
+semantics, layer_error = state.semantics_for(generator, model, spec, fallback="all", top=num_semantics)
+if layer_error:
+    layer_notice.error(f"{layer_error}. Still showing {session.layer_set_name(semantics)}.", icon="⚠️")
 truncation = Truncation()
 if generator.edit_space == "w+" or generator.num_classes:
     psi = st.sidebar.slider(
@@ -145,6 +147,8 @@ upload_col.file_uploader(  # no type=: Streamlit would raise on another name, th
 )
 if prepared_note:
     st.caption(prepared_note)
+with st.expander("Edit a photo", icon=":material/photo_camera:"):
+    editor.photo_editor(generator)
 
 # ---- The images and the sliders: one fragment run is one frame -------------------------------------
 view_col, zoom_col = st.columns([3, 1], vertical_alignment="bottom")
@@ -160,6 +164,9 @@ zoom = zoom_col.select_slider(
 area = st.container()
 with st.expander("Name the sliders · energy of each direction"):
     editor.names_table(semantics, edit, key=f"names.{model}.{semantics.layer_spec}.{len(edit.alphas)}")
+    editor.layer_energy(
+        semantics, generator, model, session.slider_labels(semantics, edit.names, len(edit.alphas))
+    )
 
 
 @st.fragment(key=state.LIVE_FRAGMENT)

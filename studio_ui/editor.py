@@ -7,6 +7,7 @@ model), and fragments get a ``ModelRef`` and ask the model cache for the model o
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import streamlit as st
 
 from sefa_core import session
 from sefa_core.config import ModelEntry, SliderRange
-from sefa_core.factorize import Semantics
+from sefa_core.errors import SefaError
+from sefa_core.factorize import DEFAULT_ENERGY_SHARE, Semantics, layers_holding
+from sefa_core.invert import DEFAULT_RESTARTS, DEFAULT_STEPS, MAX_PHOTO_BYTES, invert_image, load_photo
+from sefa_core.layers import format_layers
 from sefa_core.models.base import Generator
 from sefa_core.registry import ModelStatus
 from sefa_core.render import downscale, gif_bytes
@@ -29,6 +33,9 @@ GIF_STEPS = (8, 16, 24, 32, 48)
 GIF_SIZES = (64, 128, 256, 512)  # px: larger frames are shrunk, as the CLI does
 GIF_FPS = (5, 10, 12, 15, 20, 25)
 DEFAULT_GIF = {"steps": 16, "size": 256, "fps": 12}
+MIB = 1024 * 1024
+MAX_INVERSION_STEPS = 5000
+MAX_RESTARTS = 32
 
 
 @dataclass(frozen=True)
@@ -190,3 +197,71 @@ def gif_export(
         icon=":material/animation:",
         width="stretch",
     )
+
+
+def layer_energy(semantics: Semantics, generator: Generator, model: str, labels: list[str]) -> None:
+    """How one slider's energy spreads over the layers, and a button that keeps only the layers
+    holding 90 % of it (a more local edit)."""
+    if session.has_one_layer(generator) or not semantics.layer_grams:
+        return
+    index = st.selectbox("Energy per layer of", range(len(labels)), format_func=labels.__getitem__)
+    energy = semantics.layer_energy[index]  # (|layers|,)
+    st.bar_chart(
+        {"layer": [f"{layer:02d}" for layer in semantics.layers], "energy": energy},
+        x="layer",
+        y="energy",
+        height=180,
+    )
+    held = format_layers(layers_holding(semantics, index, DEFAULT_ENERGY_SHARE))
+    st.button(
+        f"Use the layers that hold {DEFAULT_ENERGY_SHARE:.0%} of it ({held})".replace("%", " %"),
+        on_click=use_layers,
+        args=(model, held),
+        help="Factorize these layers only: edits then move only the W+ rows that carry this direction.",
+    )
+
+
+def use_layers(model: str, spec: str) -> None:
+    """Point ``model``'s layer picker at a custom spec (a button's callback, before the picker is drawn)."""
+    picker, spec_key = layer_keys(model)
+    st.session_state[picker] = session.CUSTOM_LAYERS
+    st.session_state[spec_key] = spec
+
+
+def photo_editor(generator: Generator) -> None:
+    """Upload a photo, find the code whose image comes closest to it, then edit that code."""
+    upload = st.file_uploader(
+        f"Photo (PNG or JPEG, up to {MAX_PHOTO_BYTES // MIB} MB)",
+        max_upload_size=MAX_PHOTO_BYTES // MIB,
+        key="photo_upload",
+    )
+    steps_col, restarts_col = st.columns(2)
+    steps = steps_col.number_input("Steps", 1, MAX_INVERSION_STEPS, DEFAULT_STEPS, step=50)
+    restarts = restarts_col.number_input(
+        "Restarts", 1, MAX_RESTARTS, DEFAULT_RESTARTS, help="Random starts, optimised together"
+    )
+    if st.button("Find its code", disabled=upload is None, icon=":material/photo_camera:") and upload:
+        bar = st.progress(0.0, text="Fitting a code to the photo…")
+        try:
+            with tempfile.TemporaryDirectory() as folder:  # load_photo reads (and checks) a file
+                path = Path(folder) / "photo"
+                path.write_bytes(upload.getvalue())
+                image = load_photo(path)
+            found = invert_image(
+                generator,
+                image,
+                int(steps),
+                int(restarts),
+                seed=0,
+                progress=lambda done, total: bar.progress(done / total, text=f"Step {done}/{total}"),
+            )
+        except SefaError as error:
+            state.show_error(error, upload.name)
+            found = None
+        bar.empty()
+        if found is not None:
+            state.show_inverted(found, upload.name, generator)
+    shown = st.session_state.get(state.PHOTO)
+    if shown is not None and shown[0] == generator.digest:
+        _, name, psnr, target = shown
+        st.image(target, caption=f"{name} as fitted · PSNR {psnr:.1f} dB of its code's image", width=160)

@@ -26,6 +26,7 @@ from sefa_core.default_model import default_checkpoint_path
 from sefa_core.device import resolve_device, run_with_cpu_fallback
 from sefa_core.errors import CodeFileError, LayerSpecError, SefaError
 from sefa_core.factorize import Semantics, factorize
+from sefa_core.invert import Inversion
 from sefa_core.models.base import Generator
 from sefa_core.registry import model_statuses
 from sefa_core.session import CodeRows, CodeSource, EditState, Settings
@@ -51,6 +52,7 @@ KEEP = "keep."  # value widgets under this prefix keep their choice while anothe
 RESET_ON_RANDOM = KEEP + "reset_on_random"  # the setting "reset edits on Random"
 LINK_READ = "link_read"  # the page's query parameters were read (once, when the session opened)
 LINK_EDITS = "link_edits"  # (alphas, names) a link asked for, applied once its model is shown
+PHOTO = "photo"  # (model digest, file name, PSNR, the fitted photo) of the last photo edited
 ORIGINAL = "original_pixels"  # (what was drawn, uint8 (H, W, 3)): the unedited image, drawn once a code
 
 
@@ -83,6 +85,11 @@ def shown_path(path: str | Path, root: Path) -> str:
         if path == default_checkpoint_path().resolve():
             return "built-in"
     return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else path.name
+
+
+def shown_text(text: str, root: Path) -> str:
+    """A message as a user may see it: the project's folder left out of any path it names."""
+    return text.replace(f"{root.resolve()}/", "").replace(f"{root}/", "")
 
 
 def show_error(error: BaseException, where: str = "") -> None:
@@ -234,6 +241,16 @@ def original_pixels(generator: Generator, edit: EditState) -> np.ndarray | None:
     return pixels
 
 
+def show_inverted(found: Inversion, name: str, generator: Generator) -> None:
+    """Show the code found for a photo, as the one row of an upload of its own, so that the sliders
+    edit it (and Random steps on to seeds, as after any upload)."""
+    rows = CodeRows(found.code.detach().cpu(), "upload", f"{name} (photo)")
+    st.session_state[UPLOADED] = (generator.digest, rows)
+    st.session_state[CODE_REQUEST] = rows.source(0)
+    st.session_state[PHOTO] = (generator.digest, name, found.psnr, found.target)
+    st.rerun()
+
+
 def set_names(names: dict[int, str]) -> None:
     """The user named sliders: keep the names with the edit (they go into recipes and sets)."""
     edit: EditState = st.session_state[EDIT]
@@ -304,13 +321,16 @@ def slider_ack() -> int:
     return st.session_state.get(ACK, 0)
 
 
-def semantics_for(generator: Generator, model: str, spec: str, fallback: str) -> tuple[Semantics, str]:
-    """SeFa on ``spec``; when it cannot be read, the last spec that could, and the one-line reason."""
+def semantics_for(
+    generator: Generator, model: str, spec: str, fallback: str, top: int
+) -> tuple[Semantics, str]:
+    """The ``top`` leading SeFa directions on ``spec`` (only those are solved for, so a layer change
+    is quick); when the spec cannot be read, the last one that could, and the one-line reason."""
     good = st.session_state.setdefault(GOOD_LAYERS, {})
     try:
-        semantics = factorize(generator, spec)
+        semantics = factorize(generator, spec, top=top)
     except LayerSpecError as error:
-        return factorize(generator, good.get(model, fallback)), str(error)
+        return factorize(generator, good.get(model, fallback), top=top), str(error)
     good[model] = spec
     return semantics, ""
 

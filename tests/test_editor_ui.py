@@ -8,6 +8,7 @@ file and a tiny W+ StyleGAN2).
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import test_app
@@ -16,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import REPO_ROOT, TIMEOUT_S, component_data, edit, no_errors, set_sliders, shown_pixels
 
 from sefa_core import session
+from sefa_core.factorize import factorize
 from sefa_core.recipe import parse_recipe
 from sefa_core.session import CodeSource
 
@@ -39,6 +41,8 @@ def texts(app: AppTest) -> str:
 
 
 def test_no_page_shows_a_server_path(app, studio):
+    assert str(studio) not in texts(app)  # the missing model's reason names checkpoints/missing.pt
+    assert "checkpoints/missing.pt" in texts(app)
     set_sliders(app, (0.0, 2.0, 0.0, 0.0, 0.0, 0.0))
     app.switch_page("pages/2_Directions.py").run()
     app.text_input(key="keep.directions.name").input("faces").run()
@@ -194,3 +198,43 @@ def page_links(app: AppTest) -> list[str]:
 def test_upload_limits_are_worded_in_mb(app):
     labels = [u.proto.label for u in app.get("file_uploader")]
     assert labels and all(" MB)" in label and "MiB" not in label for label in labels)
+
+
+def test_the_sliders_are_the_leading_directions_of_the_full_factorization(app, generator):
+    full = factorize(generator, "all")
+    labels = component_data(app, "sliders")["labels"]
+    assert labels == session.slider_labels(full, (), 6)  # same λ and the same share of all the energy
+
+
+def test_use_the_layers_that_hold_90_percent_of_a_direction(app):
+    on_model(app, "styled")
+    button = next(b for b in app.button if b.label.startswith("Use the layers that hold 90 %"))
+    held = button.label.rsplit("(", 1)[1].rstrip(")")
+    button.click().run()
+    no_errors(app)
+    assert edit(app).layers == held and held != "all"
+    assert app.sidebar.text_input(key="keep.spec.styled").value == held
+
+
+def test_a_photo_gets_a_code_that_the_sliders_then_edit(app, generator):
+    photo = session.render_original(
+        generator,
+        session.new_state(
+            "default", generator, CodeSource("seed", 5), session.CodeRows(), session.Settings("all", 1)
+        ),
+    )
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG")
+    app.file_uploader(key="photo_upload").upload("me.png", buffer.getvalue()).run()
+    next(n for n in app.number_input if n.label == "Steps").set_value(40)
+    next(n for n in app.number_input if n.label == "Restarts").set_value(2)
+    next(b for b in app.button if b.label == "Find its code").click().run()
+    no_errors(app)
+    assert edit(app).source == CodeSource("upload", 0, "me.png (photo)")
+    assert app.session_state["photo"][2] > 0  # its PSNR, shown under the fitted photo
+    found = shown_pixels(app, "original").astype(int)
+    assert component_data(app, "original")["caption"] == "Original · me.png (photo) #0"
+    other_face = session.render_original(generator, replace(edit(app), code=generator.sample(1, 6).numpy()))
+    assert np.abs(found - photo).mean() < np.abs(other_face.astype(int) - photo).mean()
+    set_sliders(app, (0.0, 3.0, 0.0, 0.0, 0.0, 0.0))
+    assert np.abs(shown_pixels(app).astype(int) - found).mean() > 1
