@@ -73,7 +73,8 @@ SUPPORTED_KWARGS: dict[str, dict[str, Any]] = {
         "num_channels": 3,
     },
 }
-_SCOPE = re.compile(r"(\d+)x\1/")
+_SCOPE = re.compile(r"(\d+)x(\d+)/")
+PGGAN_DENSE = "4x4/Dense/weight"  # PGGAN's first layer: z (and labels) -> 4x4 maps
 
 
 # ---- recognising the file ---------------------------------------------------------------------
@@ -92,10 +93,11 @@ def network_kind(network: TensorFlowNetwork) -> str | None:
     names = [name for name, _ in network.variables()]
     if any(name.endswith("/mod_weight") for name in names):
         return "stylegan2"
+    if any(name.endswith("/StyleMod/weight") for name in names):
+        return "stylegan"
     if "synthesis" in network.components:
-        has_style_mod = any(name.endswith("/StyleMod/weight") for name in names)
-        return "stylegan" if has_style_mod or network.version == 3 else "stylegan2"
-    if not network.components and any(_SCOPE.match(name) for name in names):
+        return "stylegan" if network.version == 3 else "stylegan2"
+    if any(name == PGGAN_DENSE or name.startswith("ToRGB_lod") for name in names):
         return "pggan"
     return None
 
@@ -149,15 +151,17 @@ class _Variables:
 
     def resolutions(self, prefix: str = "") -> list[int]:
         """4, 8, ..., R: the RxR scopes, which must all be there."""
-        found = {int(m[1]) for name in self.values if (m := _SCOPE.match(name.removeprefix(prefix)))}
+        scopes = {m.groups() for name in self.values if (m := _SCOPE.match(name.removeprefix(prefix)))}
+        if odd := sorted(f"{h}x{w}" for h, w in scopes if h != w or int(h) & (int(h) - 1)):
+            raise self.refuse(
+                f"has '{prefix}{odd[0]}/' variables; only square power-of-two sizes are supported"
+            )
+        found = {int(h) for h, _ in scopes}
         if INIT_RES not in found:
             raise self.refuse(f"has no '{prefix}{INIT_RES}x{INIT_RES}/' variables")
         expected = [INIT_RES * 2**block for block in range(int(math.log2(max(found) // INIT_RES)) + 1)]
-        if sorted(found) != expected:
-            missing = sorted(set(expected) - found) or sorted(found - set(expected))
-            raise self.refuse(
-                f"has resolutions {sorted(found)}; expected every power of two (see {missing[0]})"
-            )
+        if missing := sorted(set(expected) - found):
+            raise self.refuse(f"has no '{prefix}{missing[0]}x{missing[0]}/' variables")
         return expected
 
     def count(self, pattern: str) -> int:
@@ -210,7 +214,7 @@ def _pggan(tf: _Variables, label_size: int, name: str) -> Conversion:
     resolutions = tf.resolutions()
     if any(f"{r}x{r}/Conv0_up/weight" in tf for r in resolutions):
         raise tf.refuse("uses fused up-sampling convs (Conv0_up); only fused_scale=False is supported")
-    dense = tf.get(f"{INIT_RES}x{INIT_RES}/Dense/weight", 2)  # [z + labels, C * 4 * 4]
+    dense = tf.get(PGGAN_DENSE, 2)  # [z + labels, C * 4 * 4]
     area = INIT_RES * INIT_RES
     if dense.shape[1] % area:
         raise tf.refuse(f"has '4x4/Dense/weight' of shape {tuple(dense.shape)}; its width is not C * 16")
