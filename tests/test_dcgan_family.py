@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_biggan import TINY_CONFIG, reference_state_dict, write_checkpoint
 from torch import nn
 
 from sefa_core import factorize, load_generator
@@ -411,6 +412,16 @@ def test_class_list_that_does_not_fit_the_label_embedding_is_refused(tmp_path: P
     assert "label embedding has 10 classes, but 3 are listed" in refusal(path, classes=["a", "b", "c"])
 
 
+def test_class_names_name_a_conditional_model_of_another_architecture(tmp_path: Path) -> None:
+    """The list is checked against any model's own class count, then names its classes."""
+    folder = write_checkpoint(tmp_path / "biggan", TINY_CONFIG, reference_state_dict(TINY_CONFIG))
+    names = [f"class {k}" for k in range(TINY_CONFIG["num_classes"])]
+    assert load_generator(folder, device="cpu", classes=names).class_names == tuple(names)
+    assert "3 classes are listed, but the model has 5" in refusal(
+        folder / "pytorch_model.bin", classes=names[:3]
+    )
+
+
 def _without(state: dict, key: str) -> dict:
     return {name: value for name, value in state.items() if name != key}
 
@@ -469,7 +480,8 @@ def test_broken_dcgan_is_refused_naming_the_key_as_the_file_spells_it(
     state = data_parallel_keys(
         make_sequential(VARIANTS[0])
     )  # module.main.{0,1,3,4,...}: conv, BatchNorm, ReLU
-    assert expected in refusal(save(breakage(state), tmp_path / "netG.pth"))
+    problem = refusal(save(breakage(state), tmp_path / "netG.pth"))
+    assert problem.startswith("DCGAN-like state dict: ") and expected in problem, problem
 
 
 def test_dcgan_that_draws_two_channels_is_refused(tmp_path: Path) -> None:

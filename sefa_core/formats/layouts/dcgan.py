@@ -201,7 +201,15 @@ def plausible_nz(size: int) -> bool:
 
 
 def build(raw: RawCheckpoint) -> DCGANGenerator:
-    """The DCGAN the file's tensors describe, its weights loaded under the file's key names."""
+    """The DCGAN the file's tensors describe; every refusal says the file is DCGAN-like and why."""
+    try:
+        return _build(raw)
+    except (WeightError, InputError) as error:
+        raise CheckpointError(raw.path, f"{WHAT}: {error}") from error
+
+
+def _build(raw: RawCheckpoint) -> DCGANGenerator:
+    """The generator, its weights loaded under the file's key names (errors name the file's keys)."""
     state = unwrap_state_dict(raw.content, WRAPPER_KEYS)
     sequential = find_sequential(state) if state else None
     if sequential is None:
@@ -223,10 +231,7 @@ def build(raw: RawCheckpoint) -> DCGANGenerator:
         )
     blocks = read_blocks(sequential)
     spec = split_inputs(raw.path, read_convs(sequential, blocks), embedding, raw.classes)
-    try:
-        generator = DCGANGenerator(spec, raw.classes or ())
-    except InputError as error:
-        raise CheckpointError(raw.path, f"{WHAT}: {error}") from error
+    generator = DCGANGenerator(spec, raw.classes or ())
     file_keys = _file_keys(generator, sequential, blocks, embedding_keys)
     model_state = {key: state[file_key] for key, file_key in file_keys.items() if file_key in state}
     for key, value in generator.state_dict().items():
