@@ -10,7 +10,14 @@ import streamlit as st
 
 from sefa_core import session
 from sefa_core.editing import distances
-from sefa_core.render import downscale, encode_image, image_grid, render_traversals, sample_first_html
+from sefa_core.render import (
+    dimmed,
+    downscale,
+    encode_image,
+    labelled_grid,
+    render_traversals,
+    sample_first_html,
+)
 from studio_ui import state
 
 MAX_STEPS = 21
@@ -43,7 +50,21 @@ sweep = distances(start, end, steps)
 
 RESULT = "explore.result"  # (what was asked, pixels (1, K, S, H, W, 3)) of this session's last grid
 request = (edit, semantics.spec, top_k, tuple(sweep))
-if st.button("Render grid", type="primary", icon=":material/grid_view:"):
+asked, pixels = st.session_state.get(RESULT, (None, None))
+clicked = st.button("Render grid", type="primary", icon=":material/grid_view:")
+shown = st.empty()  # the grid; an out-of-date one stays there, dimmed, until the new one is drawn
+
+
+def grid_of(pixels, asked) -> object:
+    """The grid image, labelled: rows are semantics (name or index, and λ), columns α, α = 0 framed."""
+    _, _, count, wanted = asked
+    rows, columns, zero = session.grid_labels(semantics, edit.names, count, wanted)
+    return labelled_grid(pixels[0], rows, columns, zero)
+
+
+if pixels is not None and (clicked or asked != request):
+    shown.image(dimmed(grid_of(pixels, asked)), caption="The last grid, out of date: render it again.")
+if clicked:
     progress = st.progress(0.0, text="Rendering…")
     try:
         pixels = render_traversals(
@@ -55,19 +76,31 @@ if st.button("Render grid", type="primary", icon=":material/grid_view:"):
             progress=lambda done, total: progress.progress(done / total, text=f"Rendering {done}/{total}…"),
             conditioning=edit.synthesis_kwargs,
         )
-        st.session_state[RESULT] = (request, downscale(pixels, CELL_SIZE))  # a session keeps ≤ 256 px cells
+        asked, pixels = request, downscale(pixels, CELL_SIZE)  # a session keeps ≤ 256 px cells
+        st.session_state[RESULT] = (asked, pixels)
     except Exception as error:  # noqa: BLE001 - one line for this session
         state.show_error(error, "rendering")
     progress.empty()
 
-asked, pixels = st.session_state.get(RESULT, (None, None))
 if asked != request:
-    st.caption("Choose the semantics and distances, then render the grid.")
+    if pixels is None:
+        st.caption("Choose the semantics and distances, then render the grid.")
     st.stop()
-grid = image_grid(pixels[0])  # rows: semantics, columns: distances
+grid = grid_of(pixels, asked)
+shown.image(
+    grid,
+    caption=f"Rows: each semantic of {layer_set} (its name or index, then λ). Columns: α from {start:g} "
+    f"to {end:g}; the framed one is α = 0.",
+    width="stretch",
+)
 png_col, html_col = st.columns(2)
 png_col.download_button(
-    "Grid as PNG", encode_image(grid, "PNG"), "sefa_grid.png", "image/png", on_click="ignore", width="stretch"
+    "Grid as PNG",
+    lambda: encode_image(grid, "PNG"),
+    "sefa_grid.png",
+    "image/png",
+    on_click="ignore",
+    width="stretch",
 )
 html_col.download_button(
     "Page as HTML",
@@ -77,5 +110,3 @@ html_col.download_button(
     on_click="ignore",
     width="stretch",
 )
-labels = " · ".join(session.slider_label(k, semantics.eigenvalues[k]) for k in range(top_k))
-st.image(grid, caption=f"Rows, top to bottom: {labels}. Columns: {start:g} to {end:g}.", width="stretch")

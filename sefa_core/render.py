@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from sefa_core.editing import traversal
 from sefa_core.errors import require
@@ -131,6 +131,52 @@ def image_grid(pixels: np.ndarray, pad: int = GRID_PAD, pad_value: int = GRID_PA
             left = pad + c * (width + pad)
             grid[top : top + height, left : left + width] = pixels[r, c]
     return grid
+
+
+LABEL_HEIGHT = 14  # px a line of PIL's built-in bitmap font takes, with a margin
+LABEL_CHAR_WIDTH = 6  # px per character of that font
+LABEL_MARGIN = 6  # px between the row labels and the grid
+LABEL_INK = (49, 51, 63)
+MARK_COLOUR = (255, 75, 75)  # the α = 0 column's frame
+MARK_WIDTH = 2
+
+
+def labelled_grid(
+    pixels: np.ndarray,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    marked_column: int | None = None,
+) -> np.ndarray:
+    """``image_grid`` with a label left of each row and above each column, and a frame round
+    ``marked_column`` (the Explore page marks α = 0): uint8 (H', W', 3).
+
+    Drawn with PIL's built-in bitmap font, so nothing is downloaded or read from the system.
+    """
+    rows, cols, height, width, _ = pixels.shape
+    require(len(row_labels) == rows and len(column_labels) == cols, "one label a row and one a column")
+    require(marked_column is None or 0 <= marked_column < cols, f"no column {marked_column} to mark")
+    grid = image_grid(pixels)
+    left = LABEL_CHAR_WIDTH * max(len(label) for label in row_labels) + LABEL_MARGIN
+    canvas = Image.new("RGB", (left + grid.shape[1], LABEL_HEIGHT + grid.shape[0]), (GRID_PAD_VALUE,) * 3)
+    canvas.paste(Image.fromarray(grid), (left, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for r, label in enumerate(row_labels):
+        top = LABEL_HEIGHT + GRID_PAD + r * (height + GRID_PAD) + height // 2 - LABEL_HEIGHT // 2
+        draw.text((2, top), label, fill=LABEL_INK, font=font)
+    for c, label in enumerate(column_labels):
+        centre = left + GRID_PAD + c * (width + GRID_PAD) + width // 2
+        draw.text((centre - LABEL_CHAR_WIDTH * len(label) // 2, 1), label, fill=LABEL_INK, font=font)
+    if marked_column is not None:
+        x0 = left + marked_column * (width + GRID_PAD)
+        box = (x0, LABEL_HEIGHT, x0 + width + 2 * GRID_PAD - 1, canvas.height - 1)
+        draw.rectangle(box, outline=MARK_COLOUR, width=MARK_WIDTH)
+    return np.asarray(canvas)
+
+
+def dimmed(pixels: np.ndarray, keep: float = 0.4) -> np.ndarray:
+    """uint8 (..., 3) faded toward white: an out-of-date result still shown while a new one renders."""
+    return (pixels.astype(np.float32) * keep + 255 * (1 - keep)).round().astype(np.uint8)
 
 
 def downscale(pixels: np.ndarray, max_size: int) -> np.ndarray:

@@ -353,6 +353,22 @@ def traversal_frames(
     return pixels[0, 0]  # (N=1, K=1, S, H, W, 3) -> (S, H, W, 3)
 
 
+# ---- the Explore grid -----------------------------------------------------------------------------
+def grid_labels(
+    semantics: Semantics, names: Sequence[str], count: int, sweep: Sequence[float]
+) -> tuple[list[str], list[str], int | None]:
+    """Row labels (the name or index, then λ), column labels (α), and the α = 0 column, if the
+    sweep has one (within half a step). ASCII only: PIL's built-in font has no λ or α."""
+    rows = [
+        f"{(names[k] if k < len(names) and names[k] else f'#{k:03d}')[:24]}  {semantics.eigenvalues[k]:.1f}"
+        for k in range(count)
+    ]
+    columns = [f"{alpha:+.1f}" if round(alpha, 1) else "0" for alpha in sweep]
+    half_step = abs(sweep[-1] - sweep[0]) / max(len(sweep) - 1, 1) / 2
+    nearest = int(np.argmin(np.abs(sweep)))
+    return rows, columns, nearest if abs(sweep[nearest]) <= half_step else None
+
+
 # ---- the shareable link ---------------------------------------------------------------------------
 LINK_SEPARATOR = ","  # between "index:value" pairs in a link's slider values and names
 MAX_LINK_NAME_LENGTH = 80

@@ -238,3 +238,21 @@ def test_a_photo_gets_a_code_that_the_sliders_then_edit(app, generator):
     assert np.abs(found - photo).mean() < np.abs(other_face.astype(int) - photo).mean()
     set_sliders(app, (0.0, 3.0, 0.0, 0.0, 0.0, 0.0))
     assert np.abs(shown_pixels(app).astype(int) - found).mean() > 1
+
+
+def test_the_explore_grid_is_labelled_and_marks_alpha_zero(app, downloads, generator):
+    app.session_state["edit"] = edit(app).with_names({0: "smile"})
+    app.switch_page("pages/1_Explore.py").run()
+    next(b for b in app.button if b.label == "Render grid").click().run()
+    no_errors(app)
+    grid = np.asarray(Image.open(io.BytesIO(downloads["sefa_grid.png"]())))
+    cells = app.session_state["explore.result"][1][0]  # (5, 11, 64, 64, 3)
+    assert grid.shape[0] > cells.shape[0] * 64 and grid.shape[1] > cells.shape[1] * 64  # room for labels
+    rows, columns, zero = session.grid_labels(
+        factorize(generator, "all"), ("smile",), 5, list(range(-6, 7, 6))
+    )
+    assert rows[0].startswith("smile  ") and columns == ["-6.0", "0", "+6.0"] and zero == 1
+    red = (grid[..., 0] > 200) & (grid[..., 1] < 120) & (grid[..., 2] < 120)
+    assert red.sum() > 2 * 5 * 64  # the frame round the α = 0 column
+    margin = grid[:, : grid.shape[1] - cells.shape[1] * 66]
+    assert (margin < 128).any()  # row labels drawn
