@@ -25,6 +25,7 @@ import torch
 from bench.common import load_average, machine, median, time_ms
 from sefa_core.registry import load_generator
 from sefa_core.sweep import (
+    LoadedModel,
     LocalEngine,
     SeedRange,
     ShardWorker,
@@ -83,6 +84,16 @@ def timed(
     return Timing(label, report.images, total, marks[1][0] - started, steady, gaps)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=32, help="seeds in the main sweep (110 images each)")
@@ -95,7 +106,9 @@ def main() -> None:
     tiny_model = prepare_model(generator, "default", "all", 1)
     tiny = SweepSettings((tiny_model.spec,), SeedRange(0, args.tiny_tasks - 1), 0.0, 0.0, 1, shard_size=1)
 
-    def local(chosen: SweepSettings, loaded) -> Callable[[Path], contextlib.AbstractContextManager]:
+    def local(
+        chosen: SweepSettings, loaded: LoadedModel
+    ) -> Callable[[Path], contextlib.AbstractContextManager]:
         return lambda out: contextlib.nullcontext(
             LocalEngine(ShardWorker(chosen, out, loaded={"default": loaded}))
         )
@@ -109,28 +122,26 @@ def main() -> None:
         f"{SHARD_SIZE} seeds a shard; this process on {torch.get_num_threads()} torch threads, "
         "each Ray worker on 1"
     )
-    timings = [
-        timed("--local", settings, local(settings, model)),
-        timed("ray, 1 worker", settings, on_ray(settings, 1)),
-        timed("ray, 2 workers", settings, on_ray(settings, 2), workers=2),
-    ]
+    timings = [timed("--local", settings, local(settings, model))]
+    with torch_threads(1):  # as each Ray worker
+        timings.append(timed("--local, 1 thread", settings, local(settings, model)))
+    timings.append(timed("ray, 1 worker", settings, on_ray(settings, 1)))
+    timings.append(timed("ray, 2 workers", settings, on_ray(settings, 2), workers=2))
     for timing in timings:
         print(timing.line())
-    one, two = timings[1], timings[2]
+    one, two = timings[2], timings[3]
     print(
         f"scaling 2 workers / 1: steady {two.steady_images_per_s / one.steady_images_per_s:.2f}x, "
         f"total {one.total_s / two.total_s:.2f}x"
     )
     print(f"after: {load_average()}")
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a Ray worker: the difference is then Ray's alone
-    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
+    # on one thread, as a Ray worker: the difference is then Ray's alone
+    with torch_threads(1), tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
         worker = ShardWorker(tiny, folder, loaded={"default": tiny_model})
         shards = iter(tiny.shards())  # after one warm-up shard, as the steady part on Ray
         # what a worker does for one task: render, write atomically, checksum
         render_ms = median(time_ms(lambda: worker.render(next(shards)), len(tiny.shards()) - 1))
-    torch.set_num_threads(threads)
     ray_one = timed("ray 1 worker, tiny", tiny, on_ray(tiny, 1))
     ray_ms = median(list(ray_one.gaps_ms))
     print(ray_one.line())

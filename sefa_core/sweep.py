@@ -22,6 +22,7 @@ import re
 import secrets
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
 WORKER_THREADS = 1  # torch threads per Ray worker: one worker per core, not cores squared
 WORKER_RESTARTS = 8  # how often a killed worker comes back
 TASK_RETRIES = 8  # how often a shard lost with its worker is sent again
+HASH_THREADS = 8  # files checked at once on a resume: enough to keep a disk or a shared filesystem busy
 WORKER_NAME = "sefa-sweep"  # Ray actor names: sefa-sweep-<run>-<index>
 _SEEDS = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 
@@ -428,10 +430,11 @@ def ray_engine(
         ]
         yield RayEngine(actors)
     finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
         if owned:
-            ray.shutdown()
+            ray.shutdown()  # our actors end with the cluster
+        else:  # the caller's cluster: free the CPUs (or GPUs) our actors hold
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
 
 
 # ---- the folder: arguments, manifest, resume --------------------------------------------------
@@ -490,17 +493,23 @@ def file_sha256(path: Path) -> str:
 
 
 def complete_shards(out: Path, shards: Sequence[Shard]) -> dict[str, ShardRecord]:
-    """The manifest's records of ``shards`` whose files are there with their sha256 (by file)."""
+    """The manifest's records of ``shards`` whose files are there with their sha256 (by file).
+
+    Files are hashed on several threads (hashlib lets go of the GIL): a resume re-reads every
+    shard, terabytes for a large sweep.
+    """
     path = out / MANIFEST_FILE
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     records = {record.file: record for record in map(ShardRecord.parse, lines) if record is not None}
-    complete = {}
-    for shard in shards:
-        record = records.get(shard.file)
-        target = out / shard.file
-        if record is not None and target.is_file() and file_sha256(target) == record.sha256:
-            complete[shard.file] = record
-    return complete
+    listed = [records[shard.file] for shard in shards if shard.file in records]
+
+    def intact(record: ShardRecord) -> bool:
+        target = out / record.file
+        return target.is_file() and file_sha256(target) == record.sha256
+
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        checks = pool.map(intact, listed)
+        return {record.file: record for record, ok in zip(listed, checks, strict=True) if ok}
 
 
 def append_record(out: Path, record: ShardRecord) -> None:
