@@ -40,7 +40,7 @@ MIB = 1024 * 1024  # what Streamlit means by a megabyte of upload
 CHUNK_BYTES = 1 << 20
 # What checkpoints are called: the loader reads any name by its content, but an upload named
 # .png or .npy is a mistake to point out, not a file to try.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".tar", ".bin", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".tar", ".bin", ".ckpt", ".safetensors")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 

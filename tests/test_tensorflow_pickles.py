@@ -36,7 +36,8 @@ from sefa_core.factorize import factorize
 from sefa_core.formats import cache, load_checkpoint
 from sefa_core.formats.containers import RawCheckpoint, read_checkpoint
 from sefa_core.formats.containers.pickles import TensorFlowNetwork
-from sefa_core.formats.layouts import build_conversion, tensorflow
+from sefa_core.formats.containers.safetensors import write_safetensors
+from sefa_core.formats.layouts import build_conversion, converted, tensorflow
 from sefa_core.formats.layouts.nvidia import build_network
 from sefa_core.models.base import Generator
 from sefa_core.models.pggan import PGGANGenerator
@@ -414,7 +415,7 @@ def test_cache_entry_of_another_file_is_rebuilt(
     again = load_checkpoint(stylegan2_file, device="cpu")
     assert again.architecture == "stylegan2" and len(runs) == 3
     _, metadata = cache.read_conversion(cache.cache_entry(generator.digest))
-    assert metadata[cache.DIGEST_KEY] == generator.digest
+    assert metadata[converted.DIGEST_KEY] == generator.digest
 
 
 def test_damaged_cache_entry_is_rebuilt(stylegan2_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -442,11 +443,23 @@ def test_sefa_convert_writes_a_safetensors_that_builds_the_same_generator(
     assert "TensorFlow StyleGAN2 pickle (Gs)" in capsys.readouterr().out
     conversion, metadata = cache.read_conversion(output)
     loaded = load_checkpoint(stylegan2_file, device="cpu")
-    assert metadata[cache.DIGEST_KEY] == loaded.digest and metadata[cache.TARGET_KEY] == "nvidia"
+    assert metadata[converted.DIGEST_KEY] == loaded.digest and metadata[converted.TARGET_KEY] == "nvidia"
     assert "synthesis.b4.const" in conversion.state and "mapping.w_avg" in conversion.state
     rebuilt = build_conversion(conversion, output)
+    reloaded = load_checkpoint(output, device="cpu")  # the converted file is a checkpoint too
+    assert reloaded.source_format == "converted safetensors (sefa convert)"
     z = latents(loaded)
     np.testing.assert_array_equal(images(rebuilt, z), images(loaded, z))
+    np.testing.assert_array_equal(images(reloaded, z), images(loaded, z))
+
+
+def test_safetensors_without_our_metadata_is_refused_naming_what_it_lacks(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, {"weight": torch.zeros(2, 2)}, {"format": "pt"})
+    with pytest.raises(
+        CheckpointError, match="a safetensors file without SeFa Studio's 'sefa.source_sha256'"
+    ):
+        load_checkpoint(path)
 
 
 def test_sefa_convert_refuses_a_file_that_needs_no_conversion(

@@ -1,15 +1,15 @@
 """Convert once: a converted file (a TensorFlow pickle) is kept as safetensors, keyed by its sha256.
 
-An entry is ``<SEFA_CACHE_DIR>/<sha256>.safetensors``: the converted state dict under the target
-layout's key names, and in its metadata the digest of the file it came from, the layout that builds
-it and its build options. The digest inside is compared on every read: an entry whose digest does not
-match (a renamed or damaged file) or that cannot be read is rebuilt, never trusted. A cache that
-cannot be written (read-only disk) only costs the next load its conversion.
+An entry is ``<SEFA_CACHE_DIR>/<sha256>.safetensors``, written as ``sefa convert`` writes
+(``layouts.converted``): the converted state dict under the target layout's key names, and in its
+metadata the digest of the file it came from, the layout that builds it and its build options. The
+digest inside is compared on every read: an entry whose digest does not match (a renamed or damaged
+file) or that cannot be read is rebuilt, never trusted. A cache that cannot be written (read-only
+disk) only costs the next load its conversion.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,18 +17,18 @@ from pathlib import Path
 from sefa_core.errors import CheckpointError
 from sefa_core.formats.containers.safetensors import read_safetensors, write_safetensors
 from sefa_core.formats.layouts.common import Conversion
+from sefa_core.formats.layouts.converted import (
+    CONVERSION_VERSION,
+    DIGEST_KEY,
+    VERSION_KEY,
+    conversion_from,
+    conversion_metadata,
+)
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "SEFA_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "converted"
-CONVERSION_VERSION = "1"  # bumped when a conversion changes, so that older entries are rebuilt
-# metadata keys of a converted file (``sefa convert`` writes the same)
-DIGEST_KEY = "sefa.source_sha256"
-TARGET_KEY = "sefa.layout"
-OPTIONS_KEY = "sefa.build_options"
-FORMAT_KEY = "sefa.source_format"
-VERSION_KEY = "sefa.conversion_version"
 
 
 def cache_dir() -> Path:
@@ -41,28 +41,14 @@ def cache_entry(digest: str) -> Path:
 
 
 def write_conversion(path: Path, conversion: Conversion, digest: str) -> Path:
-    """Write a conversion as a safetensors file that names its source file's sha256."""
-    metadata = {
-        DIGEST_KEY: digest,
-        TARGET_KEY: conversion.target,
-        OPTIONS_KEY: json.dumps(conversion.options, sort_keys=True),
-        FORMAT_KEY: conversion.source_format,
-        VERSION_KEY: CONVERSION_VERSION,
-    }
-    return write_safetensors(path, conversion.state, metadata)
+    """Write a conversion as a safetensors file that names its source file's sha256 (``converted``)."""
+    return write_safetensors(path, conversion.state, conversion_metadata(conversion, digest))
 
 
 def read_conversion(path: Path) -> tuple[Conversion, dict[str, str]]:
     """A conversion written by ``write_conversion``, and its metadata (the source file's sha256, ...)."""
     tensors, metadata = read_safetensors(path)
-    missing = [key for key in (DIGEST_KEY, TARGET_KEY, OPTIONS_KEY, FORMAT_KEY) if key not in metadata]
-    if missing:
-        raise CheckpointError(path, f"a safetensors file without SeFa Studio's '{missing[0]}' metadata")
-    try:
-        options = json.loads(metadata[OPTIONS_KEY])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(path, f"'{OPTIONS_KEY}' is not JSON") from error
-    return Conversion(metadata[TARGET_KEY], tensors, options, metadata[FORMAT_KEY]), metadata
+    return conversion_from(path, tensors, metadata), metadata
 
 
 def cached_conversion(digest: str) -> Conversion | None:

@@ -3,7 +3,9 @@
 The container is sniffed from the bytes, never trusted from the extension:
 - torch zip (``.pt``/``.pth``/``.tar`` since torch 1.6) and torch legacy pickle go through
   ``torch.load(weights_only=True)`` with only the extra globals real files need;
-- a plain pickle (NVIDIA ``network-snapshot.pkl``) goes through our restricted unpickler;
+- a plain pickle (NVIDIA ``network-snapshot.pkl``, TensorFlow ``(G, D, Gs)``) goes through our
+  restricted unpickler;
+- safetensors (what ``sefa convert`` writes) are a JSON header and raw tensor bytes;
 - the legacy tar layout (torch < 0.4) is refused: torch cannot read it without running its pickles.
 Whatever comes out is then checked (``checks``) for shapes no checkpoint has (nesting, cycles,
 shared-reference bombs) before a layout loader walks it. The result is plain data (dicts, tensors, records).
@@ -18,6 +20,7 @@ from typing import Any
 
 from sefa_core.errors import CheckpointError
 from sefa_core.formats.containers.pickles import load_network_pickle
+from sefa_core.formats.containers.safetensors import SafetensorsContent, is_safetensors, read_safetensors
 from sefa_core.formats.containers.torch_files import ZIP_MAGIC, is_legacy_torch, read_torch_file
 
 TAR_MAGIC_OFFSET = 257
@@ -29,7 +32,7 @@ class RawCheckpoint:
 
     path: Path
     digest: str  # sha256 of the file bytes
-    container: str  # "torch-zip" | "torch-legacy" | "pickle"
+    container: str  # "torch-zip" | "torch-legacy" | "pickle" | "safetensors"
     content: Any
     classes: tuple[str, ...] | None = None  # class names the user gave (config.yaml); None: not given
 
@@ -55,6 +58,8 @@ def sniff_container(path: Path) -> str:
         return "torch-legacy"
     if head[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + 5] == b"ustar":
         return "torch-tar"
+    if is_safetensors(head):  # before the pickle test: a header length may start with 0x80 0x02
+        return "safetensors"
     if head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     raise CheckpointError(path, "not a torch checkpoint or pickle (unrecognised first bytes)")
@@ -76,5 +81,10 @@ def read_checkpoint(path: str | Path, digest: str | None = None) -> RawCheckpoin
             "file; load it and save it again with torch.save on a machine you trust",
         )
     # Each reader checks its own content.
-    content = load_network_pickle(path) if container == "pickle" else read_torch_file(path, container)
+    if container == "pickle":
+        content: Any = load_network_pickle(path)
+    elif container == "safetensors":
+        content = SafetensorsContent(*read_safetensors(path))
+    else:
+        content = read_torch_file(path, container)
     return RawCheckpoint(path, digest or file_digest(path), container, content)

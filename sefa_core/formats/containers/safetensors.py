@@ -7,6 +7,7 @@ What the conversion cache and ``sefa convert`` write. Every failure to read one 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +18,23 @@ from sefa_core.atomic import atomic_write_bytes
 from sefa_core.errors import CheckpointError
 
 log = logging.getLogger(__name__)
+
+HEADER_LENGTH_BYTES = 8  # a little-endian u64, then the JSON header
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+
+@dataclass(frozen=True)
+class SafetensorsContent:
+    """A safetensors file as read: its tensors and its text metadata."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+
+
+def is_safetensors(head: bytes) -> bool:
+    """Whether a file's first bytes are a safetensors header: its length, then a JSON object."""
+    length = int.from_bytes(head[:HEADER_LENGTH_BYTES], "little")
+    return len(head) > HEADER_LENGTH_BYTES and 2 <= length <= MAX_HEADER_BYTES and head[8:9] == b"{"
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -1,4 +1,5 @@
-"""Layouts: which tensors mean which network (genforce, rosinality, NVIDIA, BigGAN, DCGAN, TensorFlow).
+"""Layouts: which tensors mean which network (genforce, rosinality, NVIDIA, BigGAN, DCGAN, TensorFlow,
+and the safetensors ``sefa convert`` writes).
 
 Each module exports ``LAYOUTS``; ``ALL_LAYOUTS`` is tried in this order and the first whose
 ``matches`` is true builds the generator.
@@ -6,7 +7,7 @@ Each module exports ``LAYOUTS``; ``ALL_LAYOUTS`` is tried in this order and the 
 
 from __future__ import annotations
 
-from sefa_core.formats.layouts import biggan, dcgan, genforce, nvidia, rosinality, tensorflow
+from sefa_core.formats.layouts import biggan, converted, dcgan, genforce, nvidia, rosinality, tensorflow
 from sefa_core.formats.layouts.common import Layout
 from sefa_core.formats.layouts.tensorflow import build_conversion
 
@@ -19,4 +20,5 @@ ALL_LAYOUTS: tuple[Layout, ...] = (
     *nvidia.LAYOUTS,
     *biggan.LAYOUTS,
     *tensorflow.LAYOUTS,
+    *converted.LAYOUTS,
 )
