@@ -161,8 +161,19 @@ WRAPPERS: list[Callable[[dict], dict]] = [
     lambda state: {"generator": state, "discriminator": {"0.weight": torch.zeros(2, 2, 4, 4)}},
     lambda state: {"netG": state, "netD": {"0.weight": torch.zeros(2, 2, 4, 4)}},
     lambda state: {"G": state, "D": {"0.weight": torch.zeros(2, 2, 4, 4)}},
+    lambda state: {"generator_state_dict": state, "discriminator_state_dict": {}, "epoch": 9},
+    lambda state: {"model_state_dict": state, "optimizer_state_dict": {"state": {}, "param_groups": []}},
 ]
-WRAPPER_IDS = ["bare", "netG_state_dict", "state_dict", "generator", "netG", "G"]
+WRAPPER_IDS = [
+    "bare",
+    "netG_state_dict",
+    "state_dict",
+    "generator",
+    "netG",
+    "G",
+    "generator_state_dict",
+    "model_state_dict",
+]
 
 
 def save(content: object, path: Path, zipped: bool = True) -> Path:

@@ -1,7 +1,8 @@
 """The DCGAN family: a PyTorch ``nn.Sequential`` of transposed convs, found by its keys.
 
 Recognised as a bare state dict or under ``netG_state_dict`` (the embedded default model's
-``weights.tar``), ``netG``, ``G``, genforce's ``generator_smooth`` / ``generator`` or ``state_dict``;
+``weights.tar``), ``netG``, ``G``, genforce's ``generator_smooth`` / ``generator``, ``state_dict``,
+or the ``*_state_dict`` keys training loops use (``WRAPPER_KEYS``);
 keys ``{index}.{param}`` under an optional ``module.`` (DataParallel) and Sequential name (``main.``).
 The structure comes from the tensors: modules sorted by index, 4-D weights are transposed convs
 (with or without bias), modules with running statistics their BatchNorms. Indices need not be
@@ -26,7 +27,16 @@ from sefa_core.formats.layouts.genforce import GENERATOR_KEYS
 from sefa_core.models.base import WeightError, check_file_tensors, file_key_names
 from sefa_core.models.dcgan import UP_KERNEL, DCGANGenerator, DCGANSpec, UpConv
 
-WRAPPER_KEYS = ("netG_state_dict", "netG", "G", *GENERATOR_KEYS, "state_dict")
+WRAPPER_KEYS = (
+    "netG_state_dict",
+    "netG",
+    "G",
+    *GENERATOR_KEYS,
+    "state_dict",
+    "generator_state_dict",  # {"generator_state_dict", "discriminator_state_dict", ...} training loops
+    "G_state_dict",
+    "model_state_dict",  # the PyTorch "saving a general checkpoint" recipe's key
+)
 WHAT = "DCGAN-like state dict"  # how refusals name a file this layout recognised
 # ``[module.][name.]{index}.{param}``: DataParallel's prefix, then the Sequential's attribute name.
 SEQUENTIAL_KEY = re.compile(r"(?P<prefix>(?:module\.)?(?:[A-Za-z_]\w*\.)?)(?P<index>\d+)\.(?P<param>\w+)")
