@@ -3,10 +3,11 @@
 For each seed a face is synthesized, saved as a PNG (what a user would upload), read back with
 ``load_photo`` and inverted with ``invert_image`` at the given steps and restarts. Prints the PSNR
 and the wall time of every face, then the median of each and the share of faces at or above the
-goal (27 dB). The default model is the built-in DCGAN; ``--fixture`` adds a random-weight
+goal (27 dB). ``--models default`` (the built-in DCGAN) and/or ``fixture``, a random-weight
 reference StyleGAN2 from ../shared/fixtures (its PSNR is on its own, random, images).
 
-    .venv/bin/python -m bench.bench_invert [--faces 8] [--steps 500] [--restarts 8] [--fixture]
+    .venv/bin/python -m bench.bench_invert [--faces 8] [--steps 500] [--restarts 8] [--threads 1]
+    .venv/bin/python -m bench.bench_invert --models fixture --faces 4 --steps 200
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 from bench.common import REPO_ROOT, load_average, machine
 from sefa_core import load_generator
@@ -28,6 +32,10 @@ GOAL_PSNR = 27.0  # dB, median over generated faces (issue 15)
 GOAL_SECONDS = 60.0  # per face, with the defaults
 FACE_SEED = 1000  # faces are seeds 1000, 1001, ...: not the starts' seed (0)
 FIXTURE = REPO_ROOT.parent / "shared" / "fixtures" / "rosinality_stylegan2_32" / "checkpoint.pt"
+MODELS: dict[str, tuple[str, Callable[[], Generator]]] = {
+    "default": ("default DCGAN", lambda: load_generator("default", device="cpu")),
+    "fixture": ("fixture StyleGAN2", lambda: load_checkpoint(FIXTURE, device="cpu")),
+}
 
 
 def bench_model(label: str, generator: Generator, faces: int, steps: int, restarts: int, tmp: Path) -> None:
@@ -58,18 +66,18 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=8, help="generated faces per model (default: 8)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS)
-    parser.add_argument("--fixture", action="store_true", help="also the fixture StyleGAN2 (random weights)")
-    parser.add_argument("--fixture-steps", type=int, help="steps for the fixture (default: --steps)")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=["default"], help="default DCGAN, fixture StyleGAN2"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 on a loaded machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        default = load_generator("default", device="cpu")
-        bench_model("default DCGAN", default, args.faces, args.steps, args.restarts, tmp)
-        if args.fixture:
-            fixture = load_checkpoint(FIXTURE, device="cpu")
-            steps = args.fixture_steps or args.steps
-            bench_model("fixture StyleGAN2", fixture, args.faces, steps, args.restarts, tmp)
+        for name in args.models:
+            label, load = MODELS[name]
+            bench_model(label, load(), args.faces, args.steps, args.restarts, Path(folder))
     print(f"done; {load_average()}")
 
 
