@@ -185,7 +185,7 @@ def edited_view(
     with slider_col:
         st.caption(session.edits_active(edit.alphas))
         live.slider_bank(
-            session.slider_labels(semantics, edit.names, len(edit.alphas)),
+            session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
             entry.slider,
             edit.alphas,
             revision=state.slider_revision(),

@@ -12,7 +12,8 @@ import streamlit as st
 from sefa_core import direction_sets, session, shared_files
 from sefa_core.direction_sets import DIRECTION_SETS_DIR, FORMATS, MAX_DIRECTION_SET_BYTES
 from sefa_core.errors import AlreadySavedError, SefaError
-from studio_ui import live, state
+from sefa_core.layers import format_layers
+from studio_ui import editor, live, navigation, state
 
 MIB = 1024 * 1024
 SAVED_BY = state.KEEP + "shared.saved_by"  # this session's label on what it saves (the Models page too)
@@ -38,7 +39,7 @@ with save_tab:
                 "semantic": k,
                 "eigenvalue": round(float(semantics.eigenvalues[k]), 2),
                 "alpha": alpha,
-                "name": f"semantic {k:03d}",
+                "name": edit.names[k] if k < len(edit.names) and edit.names[k] else f"semantic {k:03d}",
                 "layers": semantics.layer_spec,
             }
             for k, alpha in enumerate(edit.alphas)
@@ -151,6 +152,13 @@ with load_tab:
         live.live_image(original, f"Original · {edit.source.label}", key="directions.original")
 
     updated = loaded.with_alphas(alphas)
+    opened = st.button("Open in editor", type="primary", icon=":material/tune:", help="Each with its W+ rows")
+    if opened:
+        set_rows = format_layers(generator.resolve_layers(loaded.layers))
+        left_out = state.open_in_editor(updated, alphas, editor.layer_keys(edit.model), set_rows)
+        if left_out:
+            st.toast(f"{left_out} direction(s) without a SeFa semantic index stay on this page.")
+        st.switch_page(navigation.EDITOR_PAGE)
     download_col, save_col = st.columns(2)
     download_col.download_button(
         "Download with these values",

@@ -4,7 +4,8 @@
     model: default                 # a config name or a checkpoint path
     digest: 0c3b90b1...            # sha256 of the checkpoint; replay refuses another file
     layers: all                    # the layer spec SeFa factorized
-    edits: [{semantic: 0, alpha: 3.0, name: smile}, {semantic: 4, alpha: -1.5}]   # names optional
+    edits: [{semantic: 0, alpha: 3.0, name: smile}, {semantic: 4, alpha: -1.5, layers: 0-3}]
+                                   # name and layers (the W+ rows it moves, else the set's) optional
     base: {seed: 7, trunc_psi: 0.7, trunc_layers: 8}     # or: base: {code: [[...]]}
     conditioning: {class_index: 207, truncation: 0.4}    # class-conditional models only
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from sefa_core.atomic import atomic_write_text
 from sefa_core.codes import codes_for_generator
 from sefa_core.editing import apply_edits
 from sefa_core.errors import SefaError, require
-from sefa_core.factorize import factorize
+from sefa_core.factorize import Semantics, factorize
 from sefa_core.layers import MAX_SPEC_LENGTH, parse_layers
 from sefa_core.models.base import DEFAULT_TRUNC_PSI, Generator
 from sefa_core.validation import expect_mapping, read_small_file, reject_unknown_keys
@@ -42,7 +44,7 @@ _SYNTAX_ONLY_LAYERS = 1024  # more than any model has; the spec is checked again
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 _TOP_KEYS = {"version", "model", "digest", "layers", "edits", "base", "conditioning"}
-_EDIT_KEYS = {"semantic", "alpha", "name"}
+_EDIT_KEYS = {"semantic", "alpha", "name", "layers"}
 _SEED_KEYS = {"seed", "trunc_psi", "trunc_layers"}
 _CODE_KEYS = {"code"}
 _CONDITIONING_KEYS = {"class_index", "truncation"}
@@ -81,11 +83,13 @@ class Recipe:
     code: Nested | None = field(default=None, repr=False)
     conditioning: Conditioning | None = None
     names: tuple[tuple[int, str], ...] = ()  # (semantic, the name a user gave it); only named ones
+    rows: tuple[tuple[int, str], ...] = ()  # (semantic, the W+ rows it moves) where not ``layers``
 
     def __post_init__(self) -> None:
         require((self.seed is None) != (self.code is None), "a recipe starts from a seed or from a code")
         object.__setattr__(self, "edits", tuple((int(k), float(a)) for k, a in self.edits))
         object.__setattr__(self, "names", tuple((int(k), str(n)) for k, n in self.names if str(n).strip()))
+        object.__setattr__(self, "rows", tuple((int(k), str(r)) for k, r in self.rows if str(r).strip()))
         if self.code is not None and not isinstance(self.code, tuple):
             array = torch.as_tensor(self.code).detach().cpu().numpy().astype(np.float32)
             object.__setattr__(self, "code", _nested(array))
@@ -127,7 +131,10 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         "model": recipe.model,
         "digest": recipe.digest,
         "layers": recipe.layers,
-        "edits": [_edit_entry(k, a, dict(recipe.names).get(k, "")) for k, a in recipe.edits],
+        "edits": [
+            _edit_entry(k, a, dict(recipe.names).get(k, ""), dict(recipe.rows).get(k, ""))
+            for k, a in recipe.edits
+        ],
         "base": base,
     }
     if recipe.conditioning is not None:
@@ -138,8 +145,12 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     return data
 
 
-def _edit_entry(semantic: int, alpha: float, name: str) -> dict[str, Any]:
-    return {"semantic": semantic, "alpha": alpha} | ({"name": name} if name else {})
+def _edit_entry(semantic: int, alpha: float, name: str, rows: str) -> dict[str, Any]:
+    return (
+        {"semantic": semantic, "alpha": alpha}
+        | ({"name": name} if name else {})
+        | ({"layers": rows} if rows else {})
+    )
 
 
 def _lists(value: Nested) -> Any:
@@ -193,7 +204,7 @@ def parse_recipe(text: str, label: str = "recipe") -> Recipe:
         parse_layers(layers, _SYNTAX_ONLY_LAYERS)
     except SefaError as error:
         raise SefaError(f"{label}: layers: {error}") from error
-    edits, names = _edits(mapping.get("edits"), f"{label}: edits")
+    edits, names, rows = _edits(mapping.get("edits"), f"{label}: edits")
     base = expect_mapping(mapping.get("base"), f"{label}: base")
     conditioning = None
     if mapping.get("conditioning") is not None:
@@ -201,7 +212,9 @@ def parse_recipe(text: str, label: str = "recipe") -> Recipe:
     if "code" in base:
         reject_unknown_keys(base, _CODE_KEYS, f"{label}: base")
         code = _code(base["code"], f"{label}: base.code")
-        return Recipe(model, digest, layers, edits, code=code, conditioning=conditioning, names=names)
+        return Recipe(
+            model, digest, layers, edits, code=code, conditioning=conditioning, names=names, rows=rows
+        )
     reject_unknown_keys(base, _SEED_KEYS, f"{label}: base")
     seed = base.get("seed")
     if not _whole(seed) or not 0 <= seed <= MAX_SEED:
@@ -213,18 +226,30 @@ def parse_recipe(text: str, label: str = "recipe") -> Recipe:
     if trunc_layers is not None and (not _whole(trunc_layers) or not 0 <= trunc_layers <= MAX_SEED):
         raise SefaError(f"{label}: base.trunc_layers: expected a whole number >= 0 or null")
     return Recipe(
-        model, digest, layers, edits, seed, trunc_psi, trunc_layers, conditioning=conditioning, names=names
+        model,
+        digest,
+        layers,
+        edits,
+        seed,
+        trunc_psi,
+        trunc_layers,
+        conditioning=conditioning,
+        names=names,
+        rows=rows,
     )
 
 
-def _edits(value: Any, where: str) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, str], ...]]:
-    """The (semantic, alpha) edits, and the (semantic, name) of those that carry a name."""
+def _edits(
+    value: Any, where: str
+) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    """The (semantic, alpha) edits, and the (semantic, name) and (semantic, W+ rows) where given."""
     if value is None:
-        return (), ()
+        return (), (), ()
     if not isinstance(value, list):
         raise SefaError(f"{where}: expected a list of {{semantic, alpha}}, got {type(value).__name__}")
     edits: dict[int, float] = {}
     names: dict[int, str] = {}
+    rows: dict[int, str] = {}
     for i, item in enumerate(value):
         entry = expect_mapping(item, f"{where}[{i}]")
         reject_unknown_keys(entry, _EDIT_KEYS, f"{where}[{i}]")
@@ -236,7 +261,13 @@ def _edits(value: Any, where: str) -> tuple[tuple[tuple[int, float], ...], tuple
         edits[semantic] = _number(entry.get("alpha"), f"{where}[{i}].alpha")
         if "name" in entry:
             names[semantic] = _text(entry, "name", f"{where}[{i}]", MAX_NAME_LENGTH)
-    return tuple(edits.items()), tuple(names.items())
+        if "layers" in entry:
+            rows[semantic] = _text(entry, "layers", f"{where}[{i}]", MAX_SPEC_LENGTH)
+            try:
+                parse_layers(rows[semantic], _SYNTAX_ONLY_LAYERS)
+            except SefaError as error:
+                raise SefaError(f"{where}[{i}].layers: {error}") from error
+    return tuple(edits.items()), tuple(names.items()), tuple(rows.items())
 
 
 def _conditioning(value: Any, where: str) -> Conditioning:
@@ -345,7 +376,25 @@ def recipe_codes(recipe: Recipe, generator: Generator) -> torch.Tensor:
         assert recipe.seed is not None
         codes = generator.sample(1, recipe.seed, recipe.trunc_psi, recipe.trunc_layers)
     semantics = factorize(generator, recipe.layers)
-    return apply_edits(codes, semantics, recipe.alphas)
+    rows = {k: parse_layers(spec, generator.num_layers) for k, spec in recipe.rows}
+    return apply_row_edits(codes, semantics, recipe.alphas, rows)
+
+
+def apply_row_edits(
+    codes: torch.Tensor,
+    semantics: Semantics,
+    alphas: Mapping[int, float],
+    rows: Mapping[int, tuple[int, ...]],
+) -> torch.Tensor:
+    """``apply_edits``, except that a semantic in ``rows`` moves those W+ rows, not the semantics' own
+    (a direction set's per-direction layer range). Edits on the same rows are summed as one offset,
+    so without ``rows`` this is exactly ``apply_edits``."""
+    groups: dict[tuple[int, ...], dict[int, float]] = {}
+    for index, alpha in alphas.items():
+        groups.setdefault(tuple(rows.get(index, semantics.layers)), {})[index] = alpha
+    for layers, group in groups.items():
+        codes = apply_edits(codes, replace(semantics, layers=layers, layer_grams=()), group)
+    return codes
 
 
 def apply_recipe(recipe: Recipe, generator: Generator) -> torch.Tensor:

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from sefa_core.config import MAX_NUM_SEMANTICS, ModelEntry, SliderRange
-from sefa_core.editing import apply_edits, distances
+from sefa_core.editing import distances
 from sefa_core.errors import require
 from sefa_core.factorize import Semantics
+from sefa_core.layers import parse_layers
 from sefa_core.models.base import Generator
-from sefa_core.recipe import Conditioning, Recipe
+from sefa_core.recipe import Conditioning, Recipe, apply_row_edits
 from sefa_core.render import render_traversals, to_uint8
 
 MAX_SEED = 2**31 - 1  # fresh seeds stay in RandomState's range and in a 32-bit int input
@@ -49,11 +50,15 @@ def energy_shares(semantics: Semantics) -> np.ndarray:
     return semantics.eigenvalues / total if total > 0 else np.zeros_like(semantics.eigenvalues)
 
 
-def slider_labels(semantics: Semantics, names: Sequence[str], count: int) -> list[str]:
-    """The labels of the first ``count`` sliders, with their names (``""`` where unnamed)."""
+def slider_labels(
+    semantics: Semantics, names: Sequence[str], count: int, rows: Sequence[str] = ()
+) -> list[str]:
+    """The labels of the first ``count`` sliders, with their names (``""`` where unnamed) and the
+    W+ rows of those that move their own (``""`` where they move the layer set's)."""
     shares = energy_shares(semantics)
     return [
         slider_label(k, float(semantics.eigenvalues[k]), float(shares[k]), names[k] if k < len(names) else "")
+        + (f" · rows {rows[k]}" if k < len(rows) and rows[k] else "")
         for k in range(count)
     ]
 
@@ -201,6 +206,7 @@ class EditState:
     truncation: Truncation = Truncation()
     class_index: int | None = None  # class-conditional models only
     names: tuple[str, ...] = ()  # the user's name for each slider, "" where unnamed
+    rows: tuple[str, ...] = ()  # the W+ rows each slider moves (a direction set's), "" for the layer set's
     # (layer indices, alphas, names) of the other layer sets edited in this session, so that going
     # back to one brings its edits back
     put_aside: tuple[tuple[tuple[int, ...], tuple[float, ...], tuple[str, ...]], ...] = ()
@@ -212,6 +218,11 @@ class EditState:
         """Slider ``k`` named ``names[k]`` (stripped; ``""`` takes a name away)."""
         current = dict(enumerate(self.names)) | {k: str(v).strip() for k, v in names.items()}
         return replace(self, names=fit_names(current, len(self.alphas)))
+
+    @property
+    def own_rows(self) -> dict[int, str]:
+        """Semantic index -> the W+ rows it moves, for the sliders that do not move the layer set's."""
+        return {index: rows for index, rows in enumerate(self.rows[: len(self.alphas)]) if rows}
 
     @property
     def named(self) -> dict[int, str]:
@@ -236,7 +247,8 @@ class EditState:
 
 def edited_code(generator: Generator, semantics: Semantics, state: EditState) -> torch.Tensor:
     """The shown code moved by the sliders: (1, *code_shape), exactly as ``sefa apply`` moves it."""
-    return apply_edits(state.code_tensor(generator), semantics, nonzero_alphas(state.alphas))
+    rows = {k: parse_layers(spec, generator.num_layers) for k, spec in state.own_rows.items()}
+    return apply_row_edits(state.code_tensor(generator), semantics, nonzero_alphas(state.alphas), rows)
 
 
 def render_code(generator: Generator, code: torch.Tensor, state: EditState) -> np.ndarray:
@@ -263,6 +275,7 @@ def edit_recipe(state: EditState) -> Recipe:
         "edits": tuple(nonzero_alphas(state.alphas).items()),
         "conditioning": state.conditioning(),
         "names": tuple(state.named.items()),
+        "rows": tuple((k, rows) for k, rows in state.own_rows.items() if k in nonzero_alphas(state.alphas)),
     }
     if state.source.kind == "seed":
         return Recipe(
@@ -330,6 +343,7 @@ def apply_settings(
         alphas=fit_alphas(alphas, settings.num_semantics),
         names=fit_names(names, settings.num_semantics),
         put_aside=put_aside,
+        rows=state.rows if new == old else (),  # a direction set's rows belong to its layer set
         truncation=settings.truncation,
         class_index=settings.class_index,
     )

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sefa_core.codes import load_codes
 from sefa_core.config import AppConfig, ModelEntry, SliderRange, load_config
 from sefa_core.default_model import default_checkpoint_path
 from sefa_core.device import resolve_device, run_with_cpu_fallback
+from sefa_core.direction_sets import DirectionSet
 from sefa_core.errors import CodeFileError, LayerSpecError, SefaError
 from sefa_core.factorize import Semantics, factorize
 from sefa_core.invert import Inversion
@@ -51,7 +52,7 @@ CODE_SUFFIX = ".npy"  # what the code uploader takes (its content is checked by 
 KEEP = "keep."  # value widgets under this prefix keep their choice while another page is open
 RESET_ON_RANDOM = KEEP + "reset_on_random"  # the setting "reset edits on Random"
 LINK_READ = "link_read"  # the page's query parameters were read (once, when the session opened)
-LINK_EDITS = "link_edits"  # (alphas, names) a link asked for, applied once its model is shown
+LINK_EDITS = "link_edits"  # (alphas, names, rows) a link or a direction set asked for, applied once shown
 PHOTO = "photo"  # (model digest, file name, PSNR, the fitted photo) of the last photo edited
 ORIGINAL = "original_pixels"  # (what was drawn, uint8 (H, W, 3)): the unedited image, drawn once a code
 
@@ -178,8 +179,9 @@ def edit_state(model: str, generator: Generator, rows: CodeRows, settings: Setti
             edit = edit.with_alphas(session.fit_alphas((), len(edit.alphas)))
             _sliders_moved()
     if LINK_EDITS in st.session_state:  # a link's slider values and names, on the model it names
-        alphas, names = st.session_state.pop(LINK_EDITS)
+        alphas, names, own_rows = st.session_state.pop(LINK_EDITS)
         edit = edit.with_alphas(session.fit_alphas(alphas, len(edit.alphas))).with_names(names)
+        edit = replace(edit, rows=session.fit_names(own_rows, len(edit.alphas)))
         _sliders_moved()
     _show_in_code_widgets(edit.source, rows)
     st.session_state[EDIT] = edit
@@ -219,7 +221,33 @@ def read_link(layer_keys: Callable[[str], tuple[str, str]], presets: Callable[[s
     if link.source is not None:
         st.session_state[CODE_REQUEST] = link.source
     if link.alphas or link.names:
-        st.session_state[LINK_EDITS] = (link.alphas, link.names)
+        st.session_state[LINK_EDITS] = (link.alphas, link.names, {})
+
+
+def open_in_editor(
+    direction_set: DirectionSet, alphas: list[float], layer_keys: tuple[str, str], set_rows: str
+) -> int:
+    """Show a direction set in the editor: its layer set, and a slider per direction at ``alphas``,
+    with its name and its own W+ rows (where they are not ``set_rows``, the layer set's). Returns how
+    many directions could not be opened (those with no SeFa index, e.g. from another method); the
+    caller then switches to the editor."""
+    opened = [(d, a) for d, a in zip(direction_set.directions, alphas, strict=True) if d.semantic is not None]
+    picker, spec = layer_keys
+    st.session_state[picker] = session.CUSTOM_LAYERS
+    st.session_state[spec] = direction_set.layers
+    count_key = f"{KEEP}count.{direction_set.model}"
+    needed = max((d.semantic + 1 for d, _ in opened), default=1)
+    st.session_state[count_key] = max(st.session_state.get(count_key, 0), needed)
+    st.session_state[LINK_EDITS] = (
+        {d.semantic: a for d, a in opened},
+        {d.semantic: d.name for d, _ in opened},
+        {
+            d.semantic: d.layers
+            for d, _ in opened
+            if d.layers.strip() not in ("", direction_set.layers, set_rows)
+        },
+    )
+    return len(direction_set.directions) - len(opened)
 
 
 def write_link(edit: EditState) -> None:

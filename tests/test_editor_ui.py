@@ -8,6 +8,7 @@ file and a tiny W+ StyleGAN2).
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,9 @@ from test_app import REPO_ROOT, TIMEOUT_S, component_data, edit, no_errors, set_
 
 from sefa_core import session
 from sefa_core.factorize import factorize
-from sefa_core.recipe import parse_recipe
+from sefa_core.formats import load_checkpoint
+from sefa_core.recipe import apply_recipe, parse_recipe
+from sefa_core.render import to_uint8
 from sefa_core.session import CodeSource
 
 # test_app.py's studio and fixtures, shared by name
@@ -256,3 +259,31 @@ def test_the_explore_grid_is_labelled_and_marks_alpha_zero(app, downloads, gener
     assert red.sum() > 2 * 5 * 64  # the frame round the α = 0 column
     margin = grid[:, : grid.shape[1] - cells.shape[1] * 66]
     assert (margin < 128).any()  # row labels drawn
+
+
+def test_a_direction_set_opens_in_the_editor_with_each_direction_on_its_own_rows(app, studio, downloads):
+    on_model(app, "styled")
+    set_sliders(app, (2.0, 0.0, -1.5, 0.0))
+    app.switch_page("pages/2_Directions.py").run()
+    app.text_input(key="keep.directions.name").input("mine").run()
+    next(b for b in app.button if b.label == "Save set").click().run()
+    no_errors(app)
+    saved = studio / "direction_sets" / "mine.json"
+    data = json.loads(saved.read_text())
+    data["directions"][0]["layers"] = "0-1"  # the first direction moves the coarse rows only
+    saved.write_text(json.dumps(data))
+    set_sliders(app, (0.0, 0.0, 0.0, 0.0))
+    app.switch_page("pages/2_Directions.py").run()
+    next(s for s in app.selectbox if s.label.startswith("Saved in")).set_value(saved).run()
+    next(b for b in app.button if b.label == "Open in editor").click().run()
+    no_errors(app)
+    shown = edit(app)
+    assert shown.alphas == (2.0, 0.0, -1.5, 0.0) and shown.own_rows == {0: "0-1"}
+    assert component_data(app, "sliders")["labels"][0].endswith(" · rows 0-1")
+    recipe = parse_recipe(downloads["sefa_styled_seed0.yaml"]())
+    assert dict(recipe.rows) == {0: "0-1"}
+    styled = load_checkpoint(studio / "checkpoints" / "styled.pt", "cpu")
+    exported = np.asarray(Image.open(io.BytesIO(downloads["sefa_styled_seed0.png"]())))
+    np.testing.assert_array_equal(to_uint8(apply_recipe(recipe, styled))[0], exported)
+    everywhere = replace(shown, rows=())  # the same sliders on the layer set's own rows differ
+    assert not np.array_equal(session.render_edit(styled, factorize(styled, "all"), everywhere), exported)
