@@ -512,9 +512,14 @@ STATE_DICT_HINT = 'torch.save(netG.state_dict(), "netG.pth")'
             True,
             "test_dcgan_family.TutorialGenerator",
         ),
+        (
+            lambda: TutorialGenerator(make_sequential(VARIANTS[0])),
+            False,
+            "test_dcgan_family.TutorialGenerator",
+        ),
         (lambda: make_sequential(VARIANTS[0]), False, "torch.nn.modules.container.Sequential"),
     ],
-    ids=["script-class-torch-zip", "sequential-torch-legacy"],
+    ids=["package-class-torch-zip", "package-class-torch-legacy", "sequential-torch-legacy"],
 )
 def test_whole_pickled_model_is_refused_with_how_to_save_its_weights(
     make: Callable, zipped: bool, asks_for: str, tmp_path: Path

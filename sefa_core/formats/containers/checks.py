@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
+import pickletools
 import re
 import struct
 import tarfile
@@ -156,7 +157,7 @@ def describe_read_error(error: BaseException, path: Path | None = None) -> str:
 
 
 def _pickles_layers(path: Path | None) -> bool:
-    """Whether a torch zip's pickle names torch's layer classes, read from its opcodes without running it.
+    """Whether a torch file's pickle names torch's layer classes, read from its opcodes without running it.
 
     ``torch.save(model)`` of a class from the user's own package asks for that class first
     (``models.Generator``), so its name alone does not tell a whole model.
@@ -164,7 +165,25 @@ def _pickles_layers(path: Path | None) -> bool:
     if path is None:
         return False
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # noqa: BLE001 - not a readable torch zip: the refused name is all there is
+        names = _pickled_globals(path)
+    except Exception:  # noqa: BLE001 - not a readable torch file: the refused name is all there is
         return False
     return any(name.startswith(TORCH_LAYERS) for name in names)
+
+
+LEGACY_PICKLES = 4  # torch's legacy stream: magic number, protocol, system info, then the object
+
+
+def _pickled_globals(path: Path) -> set[str]:
+    """The globals a torch zip or legacy file's object pickle names (``pickletools`` reads, nothing runs)."""
+    if zipfile.is_zipfile(path):
+        return set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    names: set[str] = set()
+    with path.open("rb") as stream:
+        for _ in range(LEGACY_PICKLES):
+            names.update(
+                str(arg).replace(" ", ".")
+                for opcode, arg, _ in pickletools.genops(stream)
+                if opcode.name == "GLOBAL"
+            )
+    return names
