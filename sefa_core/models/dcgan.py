@@ -70,7 +70,10 @@ class DCGANSpec:
 def tutorial_spec(channels: Sequence[int]) -> DCGANSpec:
     """The tutorial's chain: ``channels`` = [nz, 8ngf, 4ngf, ..., nc], 4x4 bias-free convs with BatchNorm."""
     require(len(channels) >= 2, "a DCGAN has at least one transposed conv: channels [nz, ..., nc]")
-    return DCGANSpec(tuple(UpConv(c_in, c_out) for c_in, c_out in pairwise(channels)))
+    kernels = [FIRST_KERNEL] + [UP_KERNEL] * (len(channels) - 2)
+    return DCGANSpec(
+        tuple(UpConv(*pair, kernel) for pair, kernel in zip(pairwise(channels), kernels, strict=True))
+    )
 
 
 class DCGANGenerator(Generator):
