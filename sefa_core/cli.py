@@ -7,7 +7,6 @@
     sefa pick-codes MODEL -n 24 -o latent_codes/default.npy [--pool 2000] [--seed 0]
     sefa invert MODEL photo.jpg -o code.npy [--steps 500] [--restarts 8]
     sefa serve --replicas 4 --port 8501 [--host 127.0.0.1]
-    sefa sweep MODEL [MODEL ...] --seeds 0-999 --out sweeps/ [--workers 4 | --address auto | --local]
     sefa convert IN.pkl OUT.safetensors
     sefa sweep MODEL [MODEL ...] --seeds 0-999 --out sweeps/ [--workers 4 | --address auto | --local]
 
