@@ -161,7 +161,7 @@ view = view_col.segmented_control(
 zoom = zoom_col.select_slider(
     "Zoom", editor.ZOOMS, key=state.default(state.KEEP + "zoom", 1), format_func=lambda z: f"{z}×"
 )
-area = st.container()
+area = st.container(key="editor_area")  # the images and the sliders (docs and tests find it by its key)
 with st.expander("Name the sliders · energy of each direction"):
     editor.names_table(semantics, edit, key=f"names.{model}.{semantics.layer_spec}.{len(edit.alphas)}")
     editor.layer_energy(
