@@ -395,13 +395,16 @@ def ray_engine(
     owned = not ray.is_initialized()
     if owned:
         cpus = (workers or os.cpu_count()) if address is None else None
-        ray.init(
-            address=address,
-            num_cpus=cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        try:
+            ray.init(
+                address=address,
+                num_cpus=cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as error:  # no cluster there, or no client
+            raise SefaError(f"--address {address}: {error}" if address else f"Ray: {error}") from error
     actors: list[Any] = []
     try:
         resources = ray.cluster_resources()
