@@ -113,11 +113,11 @@ def images(generator: Generator, semantics: Semantics, edit: EditState, view: st
         with edited_col:
             _show(edited, f"Edited · {where}", "edited", zoom)
         with original_col:
-            _show(original, f"Original · {where}", "original", zoom)
+            _show(original, f"Original · {where}", "original", zoom, state.original_src())
     elif view == "Edited":
         _show(edited, f"Edited · {where}", "edited", zoom)
     elif view == "Original":
-        _show(original, f"Original · {where}", "original", zoom)
+        _show(original, f"Original · {where}", "original", zoom, state.original_src())
     else:
         difference = None
         if edited is not None and original is not None:
@@ -131,9 +131,9 @@ def difference_image(edited: np.ndarray, original: np.ndarray) -> np.ndarray:
     return np.clip(delta, 0, 255).astype(np.uint8)
 
 
-def _show(pixels: np.ndarray | None, caption: str, key: str, zoom: int) -> None:
+def _show(pixels: np.ndarray | None, caption: str, key: str, zoom: int, src: str | None = None) -> None:
     if pixels is not None:
-        live.live_image(pixels, caption, key=key, zoom=zoom)
+        live.live_image(pixels, caption, key=key, zoom=zoom, src=src)
 
 
 def names_table(semantics: Semantics, edit: EditState, *, key: str) -> None:

@@ -76,13 +76,13 @@ def image_src(pixels: np.ndarray) -> str:
     return f"data:image/{image_format.lower()};base64,{encoded}"
 
 
-def live_image(pixels: np.ndarray, caption: str, *, key: str, zoom: int = 1) -> None:
+def live_image(pixels: np.ndarray, caption: str, *, key: str, zoom: int = 1, src: str | None = None) -> None:
     """An image whose pixels change in place when it is drawn again with new ones; ``zoom`` > 1
-    shows it larger, in a box that scrolls."""
+    shows it larger, in a box that scrolls. ``src``: the pixels already encoded (``image_src``)."""
     _live_image(
         key=key,
         data={
-            "src": image_src(pixels),
+            "src": src or image_src(pixels),
             "alt": caption,
             "caption": caption,
             "zoom": zoom,

@@ -31,7 +31,7 @@ from sefa_core.invert import Inversion
 from sefa_core.models.base import Generator
 from sefa_core.registry import model_statuses
 from sefa_core.session import CodeRows, CodeSource, EditState, Settings
-from studio_ui import navigation, resources
+from studio_ui import live, navigation, resources
 
 log = logging.getLogger("sefa_studio")
 
@@ -265,8 +265,14 @@ def original_pixels(generator: Generator, edit: EditState) -> np.ndarray | None:
         return shown[1]
     pixels = render(generator, lambda: session.render_original(generator, edit))
     if pixels is not None:
-        st.session_state[ORIGINAL] = (drawn, pixels)
+        st.session_state[ORIGINAL] = (drawn, pixels, live.image_src(pixels))
     return pixels
+
+
+def original_src() -> str | None:
+    """The original's data URI, encoded once with its pixels: every frame of the live view sends it."""
+    shown = st.session_state.get(ORIGINAL)
+    return shown[2] if shown is not None else None
 
 
 def show_inverted(found: Inversion, name: str, generator: Generator) -> None:
