@@ -229,11 +229,7 @@ def file_dialect(path: Path, names: list[str]) -> PickleDialect:
     them (plain data) is read in the first dialect that allows all its globals.
     """
     named = set(names)
-    own = [
-        dialect
-        for dialect in DIALECTS
-        if named & (dialect.allowed - frozenset().union(*(d.allowed for d in DIALECTS if d is not dialect)))
-    ]
+    own = [dialect for dialect in DIALECTS if named & _own_globals(dialect)]
     if len(own) > 1:
         raise CheckpointError(
             path, f"refused to load: the file mixes the globals of {own[0].name}s and {own[1].name}s"
@@ -248,6 +244,11 @@ def file_dialect(path: Path, names: list[str]) -> PickleDialect:
         where = f"in a {dialect.name}, which the file looks like"
         raise CheckpointError(path, refused_global(refused, where))
     return dialect
+
+
+def _own_globals(dialect: PickleDialect) -> frozenset[str]:
+    """The globals only ``dialect`` uses: one of them in a file tells what the file is."""
+    return dialect.allowed - frozenset().union(*(other.allowed for other in DIALECTS if other is not dialect))
 
 
 def check_tensorflow_networks(path: Path, content: Any) -> None:
