@@ -394,11 +394,11 @@ def ray_engine(
 
     owned = not ray.is_initialized()
     if owned:
-        cpus = (workers or os.cpu_count()) if address is None else None
+        local_cpus = (workers or os.cpu_count()) if address is None else None
         try:
             ray.init(
                 address=address,
-                num_cpus=cpus,
+                num_cpus=local_cpus,
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level=logging.WARNING,
@@ -408,8 +408,10 @@ def ray_engine(
     actors: list[Any] = []
     try:
         resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
-        count = workers or gpus or int(resources.get("CPU", 1))
+        cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0) if device != "cpu" else 0.0
+        count = workers or int(gpus) or int(cpus)
+        # More workers than devices share them; an actor asking for a whole one would wait forever.
+        cpu_share, gpu_share = min(1.0, cpus / count), min(1.0, gpus / count)
         sources: dict[str, Any] = {model.name: model.path for model in settings.models}
         if address is not None:
             sources = {model.name: [ray.put(Path(model.path).read_bytes())] for model in settings.models}
@@ -417,8 +419,8 @@ def ray_engine(
         actors = [
             worker.options(
                 name=f"{WORKER_NAME}-{run}-{index}",
-                num_cpus=1,
-                num_gpus=1 if gpus else 0,
+                num_cpus=cpu_share,
+                num_gpus=gpu_share,
                 max_restarts=WORKER_RESTARTS,
                 max_task_retries=TASK_RETRIES,
             ).remote(
