@@ -67,19 +67,27 @@ class Inversion:
     target: np.ndarray
 
 
-def load_photo(path: str | Path) -> Image.Image:
-    """Read a photo fully (so a truncated file fails here, not later), refusing non-images."""
-    path = Path(path)
-    data = read_small_file(path, MAX_PHOTO_BYTES, "photo", PhotoError)
+def load_photo(source: str | Path | bytes, name: str = "") -> Image.Image:
+    """A photo from a path or an upload's bytes, read fully (a truncated file fails here, not later).
+
+    Errors are ``PhotoError`` naming ``name``, else the path, else "upload".
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "upload")
+    if isinstance(source, bytes):
+        if len(source) > MAX_PHOTO_BYTES:
+            raise PhotoError(f"{label}: larger than {MAX_PHOTO_BYTES} bytes")
+        data = source
+    else:
+        data = read_small_file(Path(source), MAX_PHOTO_BYTES, "photo", PhotoError)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as error:
-        raise PhotoError(f"{path}: not an image (no format Pillow reads)") from error
+        raise PhotoError(f"{label}: not an image (no format Pillow reads)") from error
     try:
         image.load()
     except _UNREADABLE as error:
         problem = " ".join(str(error).split()) or type(error).__name__
-        raise PhotoError(f"{path}: a damaged {image.format} image ({problem})") from error
+        raise PhotoError(f"{label}: a damaged {image.format} image ({problem})") from error
     return image
 
 

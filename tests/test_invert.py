@@ -105,7 +105,9 @@ def test_a_truncated_photo_is_refused_naming_the_file(tmp_path: Path) -> None:
     cut.write_bytes(whole.read_bytes()[:-200])
     with pytest.raises(PhotoError, match=re.escape(str(cut))):
         load_photo(cut)
-    assert load_photo(whole).size == (64, 64)
+    with pytest.raises(PhotoError, match="^selfie.png: a damaged PNG image"):
+        load_photo(cut.read_bytes(), "selfie.png")  # an upload, named as the user called it
+    assert load_photo(whole).size == load_photo(whole.read_bytes()).size == (64, 64)
 
 
 def _bands(width: int, height: int) -> Image.Image:
