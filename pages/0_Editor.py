@@ -105,6 +105,10 @@ if generator.num_classes:
 # Off by default: a new face arrives with the sliders where they are, so one edit can be tried on many.
 # (No help button: its name, "Help for Reset edits on Random", would be a second "Random" button.)
 st.sidebar.toggle("Reset edits on Random", key=state.default(state.RESET_ON_RANDOM, False))
+previews_on = st.sidebar.toggle(
+    "Preview strips",
+    key=state.default(f"{state.KEEP}previews.{model}", generator.resolution <= state.PREVIEW_MAX_RESOLUTION),
+)
 settings = Settings(semantics.spec, num_semantics, truncation, class_index)
 
 # ---- Which face: prepared codes, seeds, uploads ---------------------------------------------------
@@ -171,7 +175,12 @@ with st.expander("Name the sliders · energy of each direction"):
 
 @st.fragment(key=state.LIVE_FRAGMENT)
 def edited_view(
-    model: editor.ModelRef, semantics: Semantics, entry: ModelEntry, view: str | None, zoom: int
+    model: editor.ModelRef,
+    semantics: Semantics,
+    entry: ModelEntry,
+    view: str | None,
+    zoom: int,
+    previews: bool,
 ) -> None:
     """Reruns alone on every slider move: the image first, then the sliders, whose ``ack`` lets the
     browser send the next position. Takes where the model is, not the model: the fragment is kept
@@ -192,6 +201,7 @@ def edited_view(
             ack=state.slider_ack(),
             key=state.SLIDERS,
             on_change=lambda: state.on_slider_drag(entry.slider),
+            previews=state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews else (),
         )
         st.button(
             "Reset", on_click=state.reset_sliders, width="stretch", help="Every slider back to 0", key="reset"
@@ -201,7 +211,7 @@ def edited_view(
 where = editor.ModelRef(status.path, str(device.device), status.entry.classes)
 del generator  # from here on the fragments fetch it from the cache by ``where``
 with area:
-    edited_view(where, semantics, entry, view, zoom)
+    edited_view(where, semantics, entry, view, zoom, previews_on)
 
 
 # ---- Exports: refreshed when a slider is let go, not while it moves ------------------------------

@@ -367,6 +367,22 @@ def traversal_frames(
     return pixels[0, 0]  # (N=1, K=1, S, H, W, 3) -> (S, H, W, 3)
 
 
+def preview_strips(generator: Generator, semantics: Semantics, state: EditState, alpha: float) -> np.ndarray:
+    """Each slider's thumbnails at -alpha and +alpha from the unedited face: uint8 (K, 2, H, W, 3).
+
+    From the unedited code (not the other sliders' edit), so they stay valid while sliders move.
+    """
+    pixels = render_traversals(
+        generator,
+        state.code_tensor(generator),
+        semantics,
+        range(len(state.alphas)),
+        [-alpha, alpha],
+        conditioning=state.synthesis_kwargs,
+    )
+    return pixels[0]  # (N=1, K, 2, H, W, 3) -> (K, 2, H, W, 3)
+
+
 # ---- the Explore grid -----------------------------------------------------------------------------
 def grid_labels(
     semantics: Semantics, names: Sequence[str], count: int, sweep: Sequence[float]

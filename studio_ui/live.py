@@ -48,8 +48,10 @@ def slider_bank(
     ack: int,
     key: str,
     on_change: Callable[[], None],
+    previews: Sequence[Sequence[str]] = (),
 ) -> None:
-    """One range slider per label. ``revision`` moves them to ``values``; ``ack`` frees the next send."""
+    """One range slider per label. ``revision`` moves them to ``values``; ``ack`` frees the next send.
+    ``previews``: per slider, thumbnails (data URIs) at [-α, 0, +α], drawn beside it."""
     _slider_bank(
         key=key,
         data={
@@ -60,6 +62,7 @@ def slider_bank(
             "values": [float(v) for v in values],
             "revision": revision,
             "ack": ack,
+            "previews": [list(strip) for strip in previews],
         },
         on_live_change=on_change,
     )

@@ -30,6 +30,7 @@ from sefa_core.factorize import Semantics, factorize
 from sefa_core.invert import Inversion
 from sefa_core.models.base import Generator
 from sefa_core.registry import model_statuses
+from sefa_core.render import downscale
 from sefa_core.session import CodeRows, CodeSource, EditState, Settings
 from studio_ui import live, navigation, resources
 
@@ -54,6 +55,9 @@ RESET_ON_RANDOM = KEEP + "reset_on_random"  # the setting "reset edits on Random
 LINK_READ = "link_read"  # the page's query parameters were read (once, when the session opened)
 LINK_EDITS = "link_edits"  # (alphas, names, rows) a link or a direction set asked for, applied once shown
 PHOTO = "photo"  # (model digest, file name, PSNR, the fitted photo) of the last photo edited
+PREVIEWS = "previews"  # (what they show, [[src at -α, at 0, at +α]] per slider)
+PREVIEW_PX = 40  # thumbnail size beside each slider
+PREVIEW_MAX_RESOLUTION = 256  # px: larger models start with the previews off (each costs 2 renders a slider)
 ORIGINAL = "original_pixels"  # (what was drawn, uint8 (H, W, 3)): the unedited image, drawn once a code
 
 
@@ -273,6 +277,34 @@ def original_src() -> str | None:
     """The original's data URI, encoded once with its pixels: every frame of the live view sends it."""
     shown = st.session_state.get(ORIGINAL)
     return shown[2] if shown is not None else None
+
+
+def preview_srcs(
+    generator: Generator, semantics: Semantics, edit: EditState, alpha: float
+) -> list[list[str]]:
+    """Per slider, the data URIs of its thumbnails at [-alpha, 0, +alpha]; rendered once per face,
+    layer set and slider count, then kept for this session."""
+    wanted = (
+        edit.digest,
+        edit.source,
+        edit.truncation,
+        edit.class_index,
+        semantics.layer_spec,
+        len(edit.alphas),
+    )
+    kept = st.session_state.get(PREVIEWS)
+    if kept is not None and kept[0] == wanted:
+        return kept[1]
+    try:
+        strips = downscale(session.preview_strips(generator, semantics, edit, alpha), PREVIEW_PX)
+        middle = downscale(session.render_original(generator, edit), PREVIEW_PX)
+    except Exception as error:  # noqa: BLE001 - previews are extras: one line, the editor goes on
+        show_error(error, "preview strips")
+        return []
+    zero = live.image_src(middle)
+    srcs = [[live.image_src(minus), zero, live.image_src(plus)] for minus, plus in strips]
+    st.session_state[PREVIEWS] = (wanted, srcs)
+    return srcs
 
 
 def show_inverted(found: Inversion, name: str, generator: Generator) -> None:

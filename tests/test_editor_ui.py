@@ -7,12 +7,14 @@ file and a tiny W+ StyleGAN2).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from dataclasses import replace
 
 import numpy as np
 import test_app
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_app import REPO_ROOT, TIMEOUT_S, component_data, edit, no_errors, set_sliders, shown_pixels
@@ -21,7 +23,7 @@ from sefa_core import session
 from sefa_core.factorize import factorize
 from sefa_core.formats import load_checkpoint
 from sefa_core.recipe import apply_recipe, parse_recipe
-from sefa_core.render import to_uint8
+from sefa_core.render import downscale, to_uint8
 from sefa_core.session import CodeSource
 
 # test_app.py's studio and fixtures, shared by name
@@ -287,3 +289,21 @@ def test_a_direction_set_opens_in_the_editor_with_each_direction_on_its_own_rows
     np.testing.assert_array_equal(to_uint8(apply_recipe(recipe, styled))[0], exported)
     everywhere = replace(shown, rows=())  # the same sliders on the layer set's own rows differ
     assert not np.array_equal(session.render_edit(styled, factorize(styled, "all"), everywhere), exported)
+
+
+def test_each_slider_has_a_preview_strip_at_minus_zero_and_plus_alpha(app, generator):
+    previews = component_data(app, "sliders")["previews"]
+    assert len(previews) == 6 and all(len(strip) == 3 for strip in previews)
+    thumbs = [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))) for src in previews[2]
+    ]
+    semantics = factorize(generator, "all")
+    code = torch.from_numpy(edit(app).code)
+    moved = session.render_code(
+        generator, code + 6.0 * torch.from_numpy(semantics.directions[2]).float(), edit(app)
+    )
+    np.testing.assert_array_equal(thumbs[2], downscale(moved, 40))  # +α is the slider's max, 6
+    np.testing.assert_array_equal(thumbs[1], downscale(session.render_original(generator, edit(app)), 40))
+    assert not np.array_equal(thumbs[0], thumbs[2])
+    set_sliders(app, (0.0, 3.0, 0.0, 0.0, 0.0, 0.0))
+    assert component_data(app, "sliders")["previews"] == previews  # kept while the sliders move

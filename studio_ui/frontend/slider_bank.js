@@ -9,7 +9,8 @@
 // Streamlit calls this function again whenever `data` changes (each rendered frame brings a new
 // `ack`), so the bank is built once, kept on the component's root, and only updated here.
 //
-// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int}
+// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int,
+//        previews: [[src at -max, src at 0, src at +max]] (optional, one strip per slider)}
 //   revision changes when Python moves the sliders itself (Reset, a new model or layer set);
 //   ack is the `seq` of the newest request Python has rendered.
 // state sent: "live" = {alphas: [float], seq: int, final: bool}; final once a slider is let go.
@@ -139,9 +140,27 @@ function createBank(root) {
       const head = document.createElement("div");
       head.className = "head";
       head.append(name, output);
-      row.append(head, input);
+      const strip = document.createElement("div");
+      strip.className = "strip";
+      strip.append(...[0, 1, 2].map(() => document.createElement("img")));
+      row.append(head, input, strip);
+      entry.strip = strip;
       list.appendChild(row);
       return entry;
+    });
+  }
+
+  function showPreviews(previews, min, max) {
+    bank.rows.forEach((row, index) => {
+      const srcs = previews[index];
+      row.strip.hidden = !srcs;
+      if (!srcs) return;
+      const titles = [`α = ${min}`, "α = 0", `α = +${max}`];
+      [...row.strip.children].forEach((img, k) => {
+        if (img.getAttribute("src") !== srcs[k]) img.setAttribute("src", srcs[k]);
+        img.title = titles[k];
+        img.alt = titles[k];
+      });
     });
   }
 
@@ -165,6 +184,7 @@ function createBank(root) {
       setValues(data.values);
       bank.sent = values();
     }
+    showPreviews(data.previews || [], data.min, data.max);
     list.dataset.ack = String(data.ack);
     if (data.ack > bank.acked && data.ack <= bank.seq) {
       bank.acked = data.ack;
