@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
-import pickletools
 import re
 import struct
 import tarfile
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from sefa_core.errors import CheckpointError
+from sefa_core.formats.containers.opcodes import globals_named
 
 # Checkpoints nest a few dicts deep (NVIDIA module trees about 20 levels); walking code recurses.
 MAX_NESTING_DEPTH = 100
@@ -181,9 +181,5 @@ def _pickled_globals(path: Path) -> set[str]:
     names: set[str] = set()
     with path.open("rb") as stream:
         for _ in range(LEGACY_PICKLES):
-            names.update(
-                str(arg).replace(" ", ".")
-                for opcode, arg, _ in pickletools.genops(stream)
-                if opcode.name == "GLOBAL"
-            )
+            names.update(globals_named(stream))
     return names
