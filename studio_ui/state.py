@@ -349,11 +349,15 @@ def _sliders_moved() -> None:
 
 
 def on_slider_drag(slider: SliderRange) -> None:
-    """The slider bank sent new values: keep them (checked) and acknowledge the request."""
+    """The slider bank sent new values: keep them (checked) and acknowledge the request.
+
+    Values sent before Python last moved the sliders (Reset, a link, new layers: ``revision``) are
+    stale: a Reset clicked while a slider request was still on its way must win.
+    """
     live = st.session_state[SLIDERS].get("live") or {}
     edit: EditState = st.session_state[EDIT]
     alphas = session.client_alphas(live.get("alphas"), len(edit.alphas), slider)
-    if alphas is not None:
+    if alphas is not None and live.get("revision", slider_revision()) == slider_revision():
         st.session_state[EDIT] = edit.with_alphas(alphas)
     st.session_state[ACK] = live.get("seq", 0)
     if live.get("final") and _only_fragments_rerun():

@@ -1,5 +1,8 @@
 """Regressions the editor once had, each replayed exactly as the browser sends it.
 
+A Reset clicked while a slider's request was still on its way: the late request (values from before
+the Reset) must not put the slider back.
+
 A model switch merged with a slider release (bb07ec1): a slider's last ("final") request that
 Streamlit folds into the full rerun of a sidebar change must leave that rerun whole. Before the fix
 the slider callback asked for a fragment-only rerun, which replaced the full one: the picker showed
@@ -20,12 +23,14 @@ studio, app, generator, downloads = test_app.studio, test_app.app, test_app.gene
 SLIDER_BANK_KEY = "sliders"
 
 
-def slider_release(app: AppTest, alphas: list[float]) -> WidgetState:
-    """The state the slider bank sends when a slider is let go: the new values, a new seq, final."""
+def slider_release(app: AppTest, alphas: list[float], revision: int | None = None) -> WidgetState:
+    """The state the slider bank sends when a slider is let go: the new values, a new seq, final,
+    and the revision of the values it started from (the one shown, unless given)."""
     bank = next(e for e in app.get("bidi_component") if e.proto.id.endswith(f"-{SLIDER_BANK_KEY}"))
-    seq = test_app.component_data(app, SLIDER_BANK_KEY)["ack"] + 1
+    data = test_app.component_data(app, SLIDER_BANK_KEY)
+    live = {"alphas": alphas, "seq": data["ack"] + 1, "final": True, "revision": revision or data["revision"]}
     state = WidgetState(id=bank.proto.id)
-    state.json_value = json.dumps({"live": {"alphas": alphas, "seq": seq, "final": True}})
+    state.json_value = json.dumps({"live": live})
     return state
 
 
@@ -51,3 +56,13 @@ def test_a_slider_release_alone_still_refreshes_the_exports(app, downloads):
     run_merged(app, release)
     no_errors(app)
     assert edit(app).alphas[1] == 2.0
+
+
+def test_a_reset_merged_with_a_slider_release_from_before_it_wins(app):
+    test_app.set_sliders(app, (0.0, 0.0, 4.0, 0.0, 0.0, 0.0))
+    before = test_app.component_data(app, SLIDER_BANK_KEY)["revision"]
+    app.button(key="reset").click().run()
+    assert edit(app).alphas == (0.0,) * 6
+    run_merged(app, slider_release(app, [0.0, 0.0, 4.0, 0.0, 0.0, 0.0], revision=before))  # arrives late
+    no_errors(app)
+    assert edit(app).alphas == (0.0,) * 6

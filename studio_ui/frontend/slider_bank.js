@@ -13,7 +13,8 @@
 //        previews: [[src at -max, src at 0, src at +max]] (optional, one strip per slider)}
 //   revision changes when Python moves the sliders itself (Reset, a new model or layer set);
 //   ack is the `seq` of the newest request Python has rendered.
-// state sent: "live" = {alphas: [float], seq: int, final: bool}; final once a slider is let go.
+// state sent: "live" = {alphas: [float], seq: int, final: bool, revision: int}; final once a slider
+// is let go; revision is the one the values started from (Python drops values from before a Reset).
 // The bank shows both counters as data-seq (newest request sent) and data-ack (newest request Python
 // says it rendered), so that a test can tell a move that was rendered to the same pixels from a
 // move that was lost.
@@ -64,7 +65,7 @@ function createBank(root) {
     bank.seq += 1;
     list.dataset.seq = String(bank.seq);
     bank.sent = current;
-    bank.setStateValue("live", { alphas: current, seq: bank.seq, final: bank.final });
+    bank.setStateValue("live", { alphas: current, seq: bank.seq, final: bank.final, revision: bank.revision });
     bank.final = false;
     clearTimeout(bank.timer);
     bank.timer = setTimeout(() => {
