@@ -130,9 +130,11 @@ def shown_pixels(src: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
 
 
-def as_live_image(pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` as the live view shows them: through its JPEG encoder and back."""
-    return np.asarray(Image.open(io.BytesIO(encode_image(pixels, LIVE_FORMAT))))
+def as_live_image(pixels: np.ndarray, src: str) -> np.ndarray:
+    """``pixels`` as the live view shows them: through the encoder its data URI names (PNG, lossless,
+    for small images; JPEG for large ones) and back."""
+    image_format = "PNG" if src.startswith("data:image/png") else LIVE_FORMAT
+    return np.asarray(Image.open(io.BytesIO(encode_image(pixels, image_format))))
 
 
 def expected_edit(config: AppConfig, name: str, generator: Generator, view: SessionView) -> np.ndarray:
@@ -162,7 +164,7 @@ def mix_ups(
     """Where a session shows anything but its own model, sliders and edit; empty when none does.
 
     Each session's edited image must be, pixel for pixel, what sefa_core renders for its model, seed
-    and slider values (through the same JPEG encoder), and no other session's.
+    and slider values (through the same encoder), and no other session's.
     """
     config = load_config(root / "config.yaml")
     by_label = {model.label: model.name for model in models}
@@ -172,10 +174,10 @@ def mix_ups(
         name = by_label[plan.model]
         generator = generators[name]
         semantics = factorize(generator, first_layer_spec(config, name, generator))
-        labels = tuple(session.slider_label(k, semantics.eigenvalues[k]) for k in range(NUM_SEMANTICS))
+        labels = tuple(session.slider_labels(semantics, (), NUM_SEMANTICS))
         if view.title != plan.model or view.labels != labels:
             problems.append(f"session {index} on {plan.model} shows {view.title} with sliders {view.labels}")
-        expected.append(as_live_image(expected_edit(config, name, generator, view)))
+        expected.append(as_live_image(expected_edit(config, name, generator, view), view.edited_src))
     for index, view in enumerate(views):
         shown = shown_pixels(view.edited_src)
         matches = [k for k, image in enumerate(expected) if np.array_equal(image, shown)]
