@@ -155,7 +155,7 @@ with st.expander("Edit a photo", icon=":material/photo_camera:"):
     editor.photo_editor(generator)
 
 # ---- The images and the sliders: one fragment run is one frame -------------------------------------
-view_col, zoom_col = st.columns([3, 1], vertical_alignment="bottom")
+view_col, zoom_col, reset_col = st.columns([3, 1, 1], vertical_alignment="bottom")
 view = view_col.segmented_control(
     "Show",
     editor.VIEWS,
@@ -164,6 +164,10 @@ view = view_col.segmented_control(
 )
 zoom = zoom_col.select_slider(
     "Zoom", editor.ZOOMS, key=state.default(state.KEEP + "zoom", 1), format_func=lambda z: f"{z}×"
+)
+# Outside the live fragment: every element in it is sent again with each frame.
+reset_col.button(
+    "Reset", on_click=state.reset_sliders, width="stretch", help="Every slider back to 0", key="reset"
 )
 area = st.container(key="editor_area")  # the images and the sliders (docs and tests find it by its key)
 with st.expander("Name the sliders · energy of each direction"):
@@ -192,7 +196,6 @@ def edited_view(
     with image_col:
         editor.images(generator, semantics, edit, view, zoom)
     with slider_col:
-        st.caption(session.edits_active(edit.alphas))
         live.slider_bank(
             session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
             entry.slider,
@@ -202,9 +205,6 @@ def edited_view(
             key=state.SLIDERS,
             on_change=lambda: state.on_slider_drag(entry.slider),
             previews=state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews else (),
-        )
-        st.button(
-            "Reset", on_click=state.reset_sliders, width="stretch", help="Every slider back to 0", key="reset"
         )
 
 

@@ -141,6 +141,7 @@ def test_a_typed_value_moves_the_slider_and_the_image(server):
     exact.press("Enter")
     wait_for_new_src(page, EDITED_IMAGE, before)
     assert float(page.locator(SLIDER.format(index=1)).input_value()) == pytest.approx(3.7)
+    assert page.locator(".st-key-sliders .count").inner_text() == "1 edit active"
     context.close()
 
 

@@ -83,12 +83,6 @@ def test_the_seed_box_and_the_code_picker_name_only_the_face_shown(app):
     assert edit(app).source == CodeSource("prepared", 2) and app.number_input(key="seed_input").value is None
 
 
-def test_the_editor_says_how_many_edits_are_active(app):
-    assert "no edits" in [c.value for c in app.caption]
-    set_sliders(app, (1.0, 0.0, -2.0, 0.0, 0.0, 0.0))
-    assert "2 edits active" in [c.value for c in app.caption]
-
-
 def test_edits_on_a_layer_set_come_back_when_it_is_picked_again(app):
     on_model(app, "styled")
     set_sliders(app, (0.0, 2.0, 0.0, -1.0))

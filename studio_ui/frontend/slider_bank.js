@@ -34,9 +34,11 @@ export default function (component) {
 }
 
 function createBank(root) {
+  const count = document.createElement("div");
+  count.className = "count";
   const list = document.createElement("div");
   list.className = "bank";
-  root.appendChild(list);
+  root.append(count, list);
 
   // Counting starts at the clock, not 0: a bank mounted again (after a model switch) must never send
   // a request equal to one sent before, which Streamlit would take for no change and drop.
@@ -55,6 +57,11 @@ function createBank(root) {
   };
 
   const values = () => bank.rows.map((row) => Number.parseFloat(row.input.value));
+  // "3 edits active": counted here, as the sliders move, rather than sent with every frame.
+  const showCount = () => {
+    const active = values().filter((v) => v !== 0).length;
+    count.textContent = active ? `${active} edit${active > 1 ? "s" : ""} active` : "no edits";
+  };
   const same = (a, b) => a !== null && b !== null && a.length === b.length && a.every((v, i) => v === b[i]);
   const windowOpen = () => bank.seq - bank.acked < MAX_IN_FLIGHT;
 
@@ -94,6 +101,7 @@ function createBank(root) {
     row.input.style.setProperty("--zero", `${zero}%`);
     row.input.style.setProperty("--from", `${Math.min(zero, knob)}%`);
     row.input.style.setProperty("--to", `${Math.max(zero, knob)}%`);
+    showCount();
   }
 
   function build(data) {
