@@ -31,7 +31,8 @@ MOVE_TIMEOUT_MS = 10_000  # a move not rendered by then counts as an error (the 
 RECOVER_TIMEOUT_MS = 45_000  # for the page to show its sliders again after a failed move
 ALPHAS = (-4.0, -2.0, -1.0, 1.0, 2.0, 4.0)
 COMPARE_MOVES = 30
-OPEN_STAGGER_S = 0.5  # between opening two sessions, so 20 first page loads do not land at once
+OPEN_STAGGER_S = 1.5  # between opening two sessions, so 20 first page loads do not land at once
+OPEN_TIMEOUT_MS = 180_000  # 20 first page loads on 2 busy cores take a while
 
 
 @dataclass
@@ -64,19 +65,30 @@ async def _move(page, rng: random.Random) -> float:
 
 
 async def _open(browser, url: str):
+    """A new user (a browser context) on ``url``, once the editor's sliders show."""
     from browser_support import LOAD_TIMEOUT_MS, SLIDER
 
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
+    page.set_default_timeout(OPEN_TIMEOUT_MS)
+    try:
+        await page.goto(url)
+        await page.locator(SLIDER.format(index=0)).wait_for()
+    except Exception as error:  # noqa: BLE001 - say what the page showed instead
+        shown = " ".join((await page.inner_text("body")).split())[:100]
+        raise RuntimeError(f"{type(error).__name__} showing '{shown}'") from error
     page.set_default_timeout(LOAD_TIMEOUT_MS)
-    await page.goto(url)
-    await page.locator(SLIDER.format(index=0)).wait_for()
     return context, page
 
 
 async def _open_later(browser, url: str, delay_s: float, log: UserLog):
+    """The session's page once its editor shows, or None (logged) when it did not open in time."""
     await asyncio.sleep(delay_s)
-    context, page = await _open(browser, url)
+    try:
+        context, page = await _open(browser, url)
+    except Exception as error:  # noqa: BLE001 - a session that never opened is an error to report
+        log.errors.append((time.monotonic(), f"open: {error}"))
+        return None
     page.on("pageerror", lambda error: log.page_errors.append(str(error)[:120]))
     log.replica = await _replica_cookie(context)
     return page
@@ -128,9 +140,14 @@ async def load(url: str, sessions: int, seconds: float, kill_at: float, kill) ->
         pages = await asyncio.gather(
             *(_open_later(browser, url, i * OPEN_STAGGER_S, logs[i]) for i in range(sessions))
         )
-        print(f"{sessions} sessions open ({load_average()})", flush=True)
+        opened = sum(page is not None for page in pages)
+        print(f"{opened} of {sessions} sessions open ({load_average()})", flush=True)
         until = time.monotonic() + seconds
-        users = [asyncio.create_task(_moves(page, url, until, i, logs[i])) for i, page in enumerate(pages)]
+        users = [
+            asyncio.create_task(_moves(page, url, until, i, logs[i]))
+            for i, page in enumerate(pages)
+            if page is not None
+        ]
         await asyncio.sleep(kill_at)
         killed_at = time.monotonic()
         kill()
