@@ -184,7 +184,6 @@ def edited_view(
     entry: ModelEntry,
     view: str | None,
     zoom: int,
-    previews: bool,
 ) -> None:
     """Reruns alone on every slider move: the image first, then the sliders, whose ``ack`` lets the
     browser send the next position. Takes where the model is, not the model: the fragment is kept
@@ -204,14 +203,16 @@ def edited_view(
             ack=state.slider_ack(),
             key=state.SLIDERS,
             on_change=lambda: state.on_slider_drag(entry.slider),
-            previews=state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews else (),
         )
 
 
+live.preview_strips(  # outside the fragment: sent once per face, not with every frame
+    state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews_on else (), key="previews"
+)
 where = editor.ModelRef(status.path, str(device.device), status.entry.classes)
 del generator  # from here on the fragments fetch it from the cache by ``where``
 with area:
-    edited_view(where, semantics, entry, view, zoom, previews_on)
+    edited_view(where, semantics, entry, view, zoom)
 
 
 # ---- Exports: refreshed when a slider is let go, not while it moves ------------------------------

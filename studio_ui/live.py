@@ -34,6 +34,7 @@ _slider_bank = st.components.v2.component(
 _live_image = st.components.v2.component(
     "sefa_studio.live_image", css=_read("live_image.css"), js=_read("live_image.js")
 )
+_preview_strips = st.components.v2.component("sefa_studio.preview_strips", js=_read("preview_strips.js"))
 _copy_link = st.components.v2.component(
     "sefa_studio.copy_link", css=_read("copy_link.css"), js=_read("copy_link.js")
 )
@@ -48,10 +49,9 @@ def slider_bank(
     ack: int,
     key: str,
     on_change: Callable[[], None],
-    previews: Sequence[Sequence[str]] = (),
 ) -> None:
     """One range slider per label. ``revision`` moves them to ``values``; ``ack`` frees the next send.
-    ``previews``: per slider, thumbnails (data URIs) at [-α, 0, +α], drawn beside it."""
+    Each slider shows the preview strip that ``preview_strips`` last sent, if any."""
     _slider_bank(
         key=key,
         data={
@@ -62,7 +62,6 @@ def slider_bank(
             "values": [float(v) for v in values],
             "revision": revision,
             "ack": ack,
-            "previews": [list(strip) for strip in previews],
         },
         on_live_change=on_change,
     )
@@ -92,6 +91,12 @@ def live_image(pixels: np.ndarray, caption: str, *, key: str, zoom: int = 1, src
             "pixelated": is_small(pixels),
         },
     )
+
+
+def preview_strips(previews: Sequence[Sequence[str]], *, key: str) -> None:
+    """Hand the slider bank its preview strips (per slider, data URIs at [-α, 0, +α]). Drawn outside
+    the live fragment, so that the thumbnails are sent once, not with every frame; nothing shows."""
+    _preview_strips(key=key, data={"previews": [list(strip) for strip in previews]})
 
 
 def copy_link(*, key: str) -> None:

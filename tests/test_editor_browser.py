@@ -142,6 +142,10 @@ def test_a_typed_value_moves_the_slider_and_the_image(server):
     wait_for_new_src(page, EDITED_IMAGE, before)
     assert float(page.locator(SLIDER.format(index=1)).input_value()) == pytest.approx(3.7)
     assert page.locator(".st-key-sliders .count").inner_text() == "1 edit active"
+    strip = page.locator(".st-key-sliders .strip").nth(1).locator("img")
+    assert strip.count() == 3 and all(
+        (strip.nth(k).get_attribute("src") or "").startswith("data:image/") for k in range(3)
+    )
     context.close()
 
 

@@ -286,7 +286,7 @@ def test_a_direction_set_opens_in_the_editor_with_each_direction_on_its_own_rows
 
 
 def test_each_slider_has_a_preview_strip_at_minus_zero_and_plus_alpha(app, generator):
-    previews = component_data(app, "sliders")["previews"]
+    previews = component_data(app, "previews")["previews"]
     assert len(previews) == 6 and all(len(strip) == 3 for strip in previews)
     thumbs = [
         np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))) for src in previews[2]
@@ -300,4 +300,4 @@ def test_each_slider_has_a_preview_strip_at_minus_zero_and_plus_alpha(app, gener
     np.testing.assert_array_equal(thumbs[1], downscale(session.render_original(generator, edit(app)), 40))
     assert not np.array_equal(thumbs[0], thumbs[2])
     set_sliders(app, (0.0, 3.0, 0.0, 0.0, 0.0, 0.0))
-    assert component_data(app, "sliders")["previews"] == previews  # kept while the sliders move
+    assert component_data(app, "previews")["previews"] == previews  # kept while the sliders move

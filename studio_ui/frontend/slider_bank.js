@@ -9,8 +9,9 @@
 // Streamlit calls this function again whenever `data` changes (each rendered frame brings a new
 // `ack`), so the bank is built once, kept on the component's root, and only updated here.
 //
-// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int,
-//        previews: [[src at -max, src at 0, src at +max]] (optional, one strip per slider)}
+// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int}
+// Preview strips ([[src at min, src at 0, src at max]] per slider) come from preview_strips.js, which
+// is drawn outside the live fragment: window.sefaStudioPreviews, and an event when they change.
 //   revision changes when Python moves the sliders itself (Reset, a new model or layer set);
 //   ack is the `seq` of the newest request Python has rendered.
 // state sent: "live" = {alphas: [float], seq: int, final: bool, revision: int}; final once a slider
@@ -43,6 +44,7 @@ function createBank(root) {
   // Counting starts at the clock, not 0: a bank mounted again (after a model switch) must never send
   // a request equal to one sent before, which Streamlit would take for no change and drop.
   const start = Date.now();
+  window.addEventListener("sefa-studio-previews", () => showPreviews());
   const bank = {
     rows: [], // [{input, output}]
     shape: "", // labels and range the rows were built for
@@ -159,7 +161,9 @@ function createBank(root) {
     });
   }
 
-  function showPreviews(previews, min, max) {
+  function showPreviews() {
+    const previews = window.sefaStudioPreviews || [];
+    const [min, max] = [bank.min, bank.max];
     bank.rows.forEach((row, index) => {
       const srcs = previews[index];
       row.strip.hidden = !srcs;
@@ -186,6 +190,8 @@ function createBank(root) {
     if (shape !== bank.shape) {
       bank.shape = shape;
       build(data);
+      [bank.min, bank.max] = [data.min, data.max];
+      showPreviews();
       bank.revision = null; // new rows take Python's values
     }
     if (data.revision !== bank.revision) {
@@ -193,7 +199,6 @@ function createBank(root) {
       setValues(data.values);
       bank.sent = values();
     }
-    showPreviews(data.previews || [], data.min, data.max);
     list.dataset.ack = String(data.ack);
     if (data.ack > bank.acked && data.ack <= bank.seq) {
       bank.acked = data.ack;
