@@ -7,6 +7,8 @@ here keeps a Generator past this run: the model cache is the only owner.
 
 from __future__ import annotations
 
+import weakref
+
 import streamlit as st
 
 from sefa_core import session
@@ -209,7 +211,7 @@ def edited_view(
 live.preview_strips(  # outside the fragment: sent once per face, not with every frame
     state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews_on else (), key="previews"
 )
-where = editor.ModelRef(status.path, str(device.device), status.entry.classes)
+where = editor.ModelRef(status.path, str(device.device), status.entry.classes, weakref.ref(generator))
 del generator  # from here on the fragments fetch it from the cache by ``where``
 with area:
     edited_view(where, semantics, entry, view, zoom)
