@@ -172,3 +172,19 @@ def test_a_link_brings_the_same_image_back(server):
     assert float(page.locator(SLIDER.format(index=2)).input_value()) == -4.0
     assert page.locator(ORIGINAL_IMAGE).is_visible()
     context.close()
+
+
+def test_copy_link_puts_the_address_that_shows_this_image_on_the_clipboard(server):
+    url, browser = server
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page = context.new_page()
+    open_editor(page, url)
+    page.locator(SLIDER.format(index=0)).fill("2")
+    deadline = time.monotonic() + FRAME_TIMEOUT_S
+    while "a=0" not in page.url and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    page.get_by_role("button", name="Copy link").click()
+    page.get_by_role("button", name="Link copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == page.url
+    context.close()
