@@ -23,7 +23,7 @@ from sefa_core.models.biggan import (
 )
 
 Z_ATOL = 1e-6  # truncated-normal draws through float64 ppf then float32; |z| <= 0.8
-IMAGE_ATOL = 1e-3  # the fixtures' README (§3): float32 convolutions differ across CPUs, BLAS and thread counts
+IMAGE_ATOL = 1e-3  # fixtures' README §3: float32 convolutions differ across CPUs, BLAS, thread counts
 COS_TOLERANCE = 1e-4  # 1 - |cos| per direction: the fixtures' README bound (|<a,b>| > 1 - 1e-4)
 EIGENVALUE_RTOL = 1e-6  # float64 eigh of a Gram built from float32 weights; LAPACK builds differ past 1e-9
 FIXTURE = "biggan_32"

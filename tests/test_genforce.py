@@ -20,7 +20,7 @@ from sefa_core.formats.layouts.genforce import gan_type
 from sefa_core.models.pggan import PGGANGenerator
 from sefa_core.models.stylegan import StyleGANGenerator
 
-IMAGE_ATOL = 1e-3  # the fixtures' README (§3): float32 convolutions differ across CPUs, BLAS and thread counts
+IMAGE_ATOL = 1e-3  # fixtures' README §3: float32 convolutions differ across CPUs, BLAS, thread counts
 LATENT_ATOL = 1e-5
 EIGENVALUE_RTOL = 1e-4
 DIRECTION_MIN_COS = 0.9999

@@ -31,7 +31,7 @@ from sefa_core.models.stylegan2 import (
 )
 
 Array = torch.Tensor | np.ndarray
-IMAGE_ATOL = 1e-3  # the fixtures' README (§3): float32 convolutions differ across CPUs, BLAS and thread counts
+IMAGE_ATOL = 1e-3  # fixtures' README §3: float32 convolutions differ across CPUs, BLAS, thread counts
 LATENT_ATOL = 1e-5
 EIGEN_RTOL = 1e-4
 MIN_ABS_COS = 0.9999

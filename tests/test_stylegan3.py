@@ -16,7 +16,7 @@ from sefa_core.formats.containers import read_checkpoint
 from sefa_core.models.stylegan3 import StyleGAN3Generator, build_stylegan3, infer_architecture
 
 FIXTURE = "nvidia_stylegan3t_32"
-IMAGE_ATOL = 1e-3  # the fixtures' README (§3): float32 convolutions differ across CPUs, BLAS and thread counts
+IMAGE_ATOL = 1e-3  # fixtures' README §3: float32 convolutions differ across CPUs, BLAS, thread counts
 LATENT_ATOL = 1e-5
 TRUNC_PSI = 0.7
 
