@@ -21,6 +21,10 @@ class CheckpointError(SefaError):
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(f"{self.path}: {self.problem}")
 
+    def __reduce__(self) -> tuple[type[CheckpointError], tuple[str, str]]:
+        # Rebuilt from its own arguments, so it crosses process boundaries (Ray workers) intact.
+        return (CheckpointError, (self.path, self.problem))
+
 
 class ConfigError(SefaError):
     """An invalid ``config.yaml``; the message names the key and what was expected."""
@@ -38,6 +42,10 @@ def require(condition: bool, message: str) -> None:
     """Raise ``InputError(message)`` unless ``condition``: an input check that ``python -O`` keeps."""
     if not condition:
         raise InputError(message)
+
+
+class PhotoError(SefaError):
+    """A photo that cannot be read as an image; the message names the file."""
 
 
 class AlreadySavedError(SefaError):

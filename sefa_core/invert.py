@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from sefa_core.errors import SefaError, require
+from sefa_core.errors import PhotoError, require
 from sefa_core.models.base import Generator
 from sefa_core.render import to_uint8
 from sefa_core.validation import read_small_file
@@ -47,10 +47,6 @@ _UNREADABLE = (
     struct.error,
     Image.DecompressionBombError,
 )
-
-
-class PhotoError(SefaError):
-    """A photo that cannot be read as an image; the message names the file."""
 
 
 @dataclass(frozen=True)

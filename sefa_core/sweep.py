@@ -299,10 +299,7 @@ class ShardWorker:
 
     def render(self, shard: Shard) -> ShardRecord:
         """Render ``shard``, write its file atomically and say what the manifest should record."""
-        try:
-            model = self.loaded.get(shard.model) or self._load(shard.model)
-        except SefaError as error:  # as a plain SefaError: Ray must pickle it back to the driver
-            raise SefaError(str(error)) from error
+        model = self.loaded.get(shard.model) or self._load(shard.model)
         data = shard_npz(model, shard.seeds, self.settings.alphas, self.batch_size)
         atomic_write_bytes(self.out / shard.file, data)
         return ShardRecord(

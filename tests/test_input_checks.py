@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from sefa_core.editing import distances, edit_offset
-from sefa_core.errors import InputError, SefaError
+from sefa_core.errors import CheckpointError, InputError, SefaError
 from sefa_core.factorize import Semantics
 from sefa_core.registry import load_generator
 
@@ -56,3 +57,10 @@ def test_an_edit_of_a_missing_semantic_is_a_user_error() -> None:
 def test_a_traversal_needs_at_least_one_step() -> None:
     with pytest.raises(InputError, match="at least one step"):
         distances(-3.0, 3.0, 0)
+
+
+def test_a_checkpoint_error_survives_the_trip_back_from_a_worker() -> None:
+    error = CheckpointError("checkpoints/x.pkl", "the file is truncated or corrupt")
+    again = pickle.loads(pickle.dumps(error))
+    assert isinstance(again, CheckpointError)
+    assert (again.path, again.problem, str(again)) == (error.path, error.problem, str(error))

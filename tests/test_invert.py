@@ -13,8 +13,9 @@ from PIL import Image
 
 from sefa_core.cli import main
 from sefa_core.codes import load_codes
+from sefa_core.errors import PhotoError
 from sefa_core.formats import load_checkpoint
-from sefa_core.invert import PhotoError, fit_photo, invert_image, load_photo, psnr
+from sefa_core.invert import fit_photo, invert_image, load_photo, psnr
 from sefa_core.models.dcgan import DCGANGenerator
 from sefa_core.render import to_uint8
 
