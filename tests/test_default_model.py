@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from sefa_core import apply_edits, factorize
@@ -52,3 +53,9 @@ def test_top_semantic_changes_the_face_more_than_a_low_one(default_generator) ->
     assert (top - base).abs().mean() > 2 * (low - base).abs().mean()
     assert semantics.eigenvalues[0] > 5 * semantics.eigenvalues[-1]
     assert np.isclose(np.linalg.norm(semantics.directions[0]), 1.0)
+
+
+def test_an_unreadable_spec_on_a_one_layer_model_names_its_real_layer(default_generator) -> None:
+    with pytest.raises(LayerSpecError, match="one factorizable layer, 0") as caught:
+        default_generator.resolve_layers("abc")
+    assert "999999" not in str(caught.value)

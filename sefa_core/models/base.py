@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sefa_core.errors import require
+from sefa_core.errors import LayerSpecError, require
 from sefa_core.layers import layer_ranges, parse_layers
 
 EditSpace = Literal["z", "w+"]
@@ -82,7 +82,13 @@ class Generator(nn.Module, ABC):
         reference does, but the spec's syntax is still checked.
         """
         if len(self.layer_names) == 1:
-            layer_ranges(spec, _SYNTAX_ONLY_LAYERS)  # syntax errors still reach the user
+            try:
+                layer_ranges(spec, _SYNTAX_ONLY_LAYERS)  # syntax errors still reach the user
+            except LayerSpecError as error:
+                problem = str(error).split("; valid layers")[0]
+                raise LayerSpecError(
+                    f"{problem}; this model has one factorizable layer, 0, which every well-formed spec uses"
+                ) from None
             return (0,)
         return parse_layers(spec, len(self.layer_names))
 
