@@ -9,7 +9,6 @@ from __future__ import annotations
 import streamlit as st
 
 from sefa_core import session
-from sefa_core.editing import distances
 from sefa_core.render import (
     dimmed,
     downscale,
@@ -28,25 +27,13 @@ DEFAULT_STEPS = 11  # as the reference's sefa.py
 state.start_page("Explore the semantics")
 
 editing = state.editing()  # stops here while the editor has nothing open
-generator, semantics, edit, slider = editing.generator, editing.semantics, editing.edit, editing.entry.slider
+generator, semantics, edit = editing.generator, editing.semantics, editing.edit
 layer_set = session.layer_set_name(semantics)
 st.caption(f"{editing.entry.label} · {layer_set} · starting from {edit.source.label} as edited")
 
-top_col, range_col, steps_col = st.columns(3)
-most = session.semantics_range(generator)[1]
-top_k = top_col.slider(
-    "Top semantics", 1, most, key=state.default(f"{state.KEEP}explore.k.{edit.model}", min(5, most))
+top_k, sweep = state.traversal_controls(
+    editing, st.columns(3), "explore", "Top semantics", (DEFAULT_K, DEFAULT_STEPS, MAX_STEPS)
 )
-start, end = range_col.slider(
-    "Distances",
-    slider.min,
-    slider.max,
-    key=state.default(f"{state.KEEP}explore.range.{edit.model}", (slider.min, slider.max)),
-)
-steps = steps_col.slider(
-    "Steps", 2, MAX_STEPS, key=state.default(state.KEEP + "explore.steps", DEFAULT_STEPS)
-)
-sweep = distances(start, end, steps)
 
 RESULT = "explore.result"  # (what was asked, pixels (1, K, S, H, W, 3)) of this session's last grid
 request = (edit, semantics.spec, top_k, tuple(sweep))
@@ -89,8 +76,8 @@ if asked != request:
 grid = grid_of(pixels, asked)
 shown.image(
     grid,
-    caption=f"Rows: each semantic of {layer_set} (its name or index, then λ). Columns: α from {start:g} "
-    f"to {end:g}; the framed one is α = 0.",
+    caption=f"Rows: each semantic of {layer_set} (its name or index, then λ). Columns: α from {sweep[0]:g} "
+    f"to {sweep[-1]:g}; the framed one is α = 0.",
     width="stretch",
 )
 png_col, html_col = st.columns(2)

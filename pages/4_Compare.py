@@ -9,7 +9,6 @@ from __future__ import annotations
 import streamlit as st
 
 from sefa_core import session
-from sefa_core.editing import distances
 from sefa_core.factorize import DEFAULT_PCA_SAMPLES, factorize
 from sefa_core.render import image_grid
 from studio_ui import compare, state
@@ -24,25 +23,15 @@ RESULT = "compare.result"  # (what was asked, its Comparison, cells ≤ CELL_SIZ
 state.start_page("SeFa and PCA side by side")
 
 editing = state.editing()  # stops here while the editor has nothing open
-generator, sefa, edit, slider = editing.generator, editing.semantics, editing.edit, editing.entry.slider
+generator, sefa, edit = editing.generator, editing.semantics, editing.edit
 st.caption(
     f"{editing.entry.label} · {session.layer_set_name(sefa)} · starting from {edit.source.label}, "
     "without the slider edits"
 )
 
-top_col, range_col, steps_col, samples_col = st.columns(4)
-most = session.semantics_range(generator)[1]
-top_k = top_col.slider(
-    "Top directions", 1, most, key=state.default(f"{state.KEEP}compare.k.{edit.model}", min(DEFAULT_K, most))
-)
-start, end = range_col.slider(
-    "Distances",
-    slider.min,
-    slider.max,
-    key=state.default(f"{state.KEEP}compare.range.{edit.model}", (slider.min, slider.max)),
-)
-steps = steps_col.slider(
-    "Steps", 2, MAX_STEPS, key=state.default(state.KEEP + "compare.steps", DEFAULT_STEPS)
+*traversal_columns, samples_col = st.columns(4)
+top_k, sweep = state.traversal_controls(
+    editing, traversal_columns, "compare", "Top directions", (DEFAULT_K, DEFAULT_STEPS, MAX_STEPS)
 )
 samples = samples_col.number_input(
     "PCA samples",
@@ -52,7 +41,6 @@ samples = samples_col.number_input(
     key=state.default(state.KEEP + "compare.samples", DEFAULT_PCA_SAMPLES),
     help="Seeded codes GANSpace's PCA is fitted on (and, for z-space models, regressed back with).",
 )
-sweep = distances(start, end, steps)
 
 request = (edit.model, edit.digest, edit.source, sefa.spec, top_k, tuple(sweep), int(samples))
 if st.button("Compare", type="primary", icon=":material/compare:"):
@@ -87,6 +75,8 @@ columns = st.columns(2)
 for column, (method, grid) in zip(columns, shown.grids.items(), strict=True):
     column.subheader(compare.METHOD_LABELS[method])
     column.image(image_grid(grid[0]), width="stretch")  # rows: directions, columns: distances
-st.caption(f"Rows: the top {top_k} directions of each method. Columns: distances {start:g} to {end:g}.")
+st.caption(
+    f"Rows: the top {top_k} directions of each method. Columns: distances {sweep[0]:g} to {sweep[-1]:g}."
+)
 st.subheader("|cos| between the directions")
 st.dataframe(compare.cosine_rows(shown), hide_index=True)

@@ -25,6 +25,7 @@ from sefa_core.config import AppConfig, ModelEntry, SliderRange, load_config
 from sefa_core.default_model import default_checkpoint_path
 from sefa_core.device import resolve_device, run_with_cpu_fallback
 from sefa_core.direction_sets import DirectionSet
+from sefa_core.editing import distances
 from sefa_core.errors import CodeFileError, LayerSpecError, SefaError
 from sefa_core.factorize import Semantics, factorize
 from sefa_core.invert import Inversion
@@ -415,6 +416,28 @@ class Editing:
     generator: Generator
     semantics: Semantics
     edit: EditState
+
+
+def traversal_controls(
+    editing: Editing, columns: list[Any], page: str, top_label: str, defaults: tuple[int, int, int]
+) -> tuple[int, list[float]]:
+    """The pages' "top K, distances, steps" controls in three columns: (K, the distances).
+
+    ``defaults`` is (K, steps, most steps); each page keeps its own choices per model.
+    """
+    default_k, default_steps, max_steps = defaults
+    top_col, range_col, steps_col = columns
+    slider, model = editing.entry.slider, editing.edit.model
+    most = session.semantics_range(editing.generator)[1]
+    top_k = top_col.slider(top_label, 1, most, key=default(f"{KEEP}{page}.k.{model}", min(default_k, most)))
+    start, end = range_col.slider(
+        "Distances",
+        slider.min,
+        slider.max,
+        key=default(f"{KEEP}{page}.range.{model}", (slider.min, slider.max)),
+    )
+    steps = steps_col.slider("Steps", 2, max_steps, key=default(f"{KEEP}{page}.steps", default_steps))
+    return top_k, distances(start, end, steps)
 
 
 def start_page(heading: str) -> None:
