@@ -227,9 +227,9 @@ async def many_users(
             *(edit_until(page, log, values, until, random.Random(log.plan.seed)) for page, log in opened)
         )
         views = await asyncio.gather(*(quiet_view(page, log) for page, log in opened))
-        in_memory = await models_in_memory(browser, url)
-        stop.set()
+        stop.set()  # the memory of the editing; the Models page below is a one-off visit
         await sampler
+        in_memory = await models_in_memory(browser, url)
     return Run(open_seconds, list(views), [log for _, log in opened], rss, in_memory)
 
 
