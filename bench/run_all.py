@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.run_all [--no-browser] [--only NAME ...]
     .venv/bin/python bench/run_all.py          (what ``make bench`` runs; the same)
 
-The browser ones (a real server driven by headless Chromium) run last; ``--no-browser`` skips them.
+The browser ones (a real server driven by headless Chromium; ``serve`` also starts nginx) run last;
+``--no-browser`` skips them.
 Exits non-zero when any benchmark failed, after running the rest.
 """
 
@@ -23,11 +24,16 @@ BENCHMARKS = {
     "batch_render": ("bench_batch_render", []),
     "scaling": ("bench_scaling", []),
     "memory": ("bench_memory", []),
+    "render_speed": ("bench_render_speed", []),
+    "tf_cache": ("bench_tf_cache", []),
+    "invert": ("bench_invert", []),
+    "sweep": ("bench_sweep", []),
 }
 BROWSER_BENCHMARKS = {
     "browser_latency": ("browser_latency", []),
     "memory_browser": ("bench_memory", ["--browser"]),
     "concurrency": ("bench_concurrency", []),
+    "serve": ("bench_serve", []),
 }
 
 
