@@ -231,14 +231,15 @@ def cmd_render(args: argparse.Namespace, config: AppConfig) -> int:
     num_semantics = _num_semantics(args, entry, semantics)
     semantic_indices = list(range(num_semantics))
     trunc_psi, trunc_layers = _truncation(args, entry)
+    conditioning = _conditioning(args, generator, trunc_psi)  # the codes are sampled with it too
     if args.codes:
         codes = load_codes(args.codes, generator)[: args.num_samples]
         origin = f"codes-{_slug(Path(args.codes).stem)}"
     else:
-        codes = generator.sample(args.num_samples or DEFAULT_NUM_SAMPLES, args.seed, trunc_psi, trunc_layers)
+        num_samples = args.num_samples or DEFAULT_NUM_SAMPLES
+        codes = generator.sample(num_samples, args.seed, trunc_psi, trunc_layers, **conditioning)
         origin = f"seed{args.seed}"
     steps = evenly_spaced(args.start, args.end, args.steps)
-    conditioning = _conditioning(args, generator, trunc_psi)
 
     total = len(codes) * num_semantics * len(steps)
     with _progress_bar(total, "render") as bar:

@@ -190,7 +190,8 @@ def score_pool(
     nudges = torch.from_numpy(NUDGE_SIGMA * nudges.astype(np.float32))  # (repeats, pool, latent_dim)
 
     def thumbnails(batch: torch.Tensor) -> torch.Tensor:
-        images = generator.synthesize(generator.to_edit_space(batch, trunc_psi, trunc_layers), **conditioning)
+        codes = generator.to_edit_space(batch, trunc_psi, trunc_layers, **conditioning)
+        images = generator.synthesize(codes, **conditioning)
         return F.adaptive_avg_pool2d(images.float(), SCORE_SIZE).cpu()  # (B, 3, SCORE_SIZE, SCORE_SIZE)
 
     total, done = pool * (1 + NUDGE_REPEATS), 0
@@ -289,9 +290,10 @@ def pick_clean_codes(
         conditioning=conditioning,
     )
     picks = select_clean_varied(scored, count)
+    conditioning = dict(conditioning or {})
     with torch.inference_mode():
-        codes = generator.to_edit_space(scored.z[picks], trunc_psi, trunc_layers)
-        images = to_uint8(generator.synthesize(codes, **dict(conditioning or {})))
+        codes = generator.to_edit_space(scored.z[picks], trunc_psi, trunc_layers, **conditioning)
+        images = to_uint8(generator.synthesize(codes, **conditioning))
     return PickedCodes(
         codes=codes.cpu().numpy().astype(np.float32),
         indices=picks.numpy(),

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,15 +136,21 @@ def invert_image(
     restarts: int = DEFAULT_RESTARTS,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> Inversion:
-    """Fit an edit-space code to ``image``; ``progress(done, steps)`` is called after every step."""
+    """Fit an edit-space code to ``image``; ``progress(done, steps)`` is called after every step.
+
+    ``conditioning`` (a class-conditional model's class) is what the starts are sampled and the
+    images synthesized with.
+    """
+    conditioning = dict(conditioning or {})
     require(steps >= 1, f"steps must be at least 1, got {steps}")
     require(restarts >= 1, f"restarts must be at least 1, got {restarts}")
     target_pixels = fit_photo(image, generator.resolution)  # (R, R, 3) uint8
     target = torch.tensor(target_pixels).permute(2, 0, 1)[None].float() / 127.5 - 1  # (1, 3, R, R)
     target = target.to(generator.device)
 
-    starts = generator.sample(restarts, seed, trunc_psi=generator.min_trunc_psi)  # (S, *code_shape)
+    starts = generator.sample(restarts, seed, generator.min_trunc_psi, **conditioning)  # (S, *code_shape)
     codes = torch.unique(starts, dim=0).clone().requires_grad_(True)  # identical starts run once
     alive = torch.arange(len(codes), device=codes.device)  # the starts still being optimised
     prune_step = round(steps * PRUNE_AFTER)
@@ -151,7 +158,8 @@ def invert_image(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     with torch.enable_grad():
         for step in range(steps):
-            losses = pyramid_loss(generator.synthesize_with_grad(codes[alive]), target)  # (len(alive),)
+            images = generator.synthesize_with_grad(codes[alive], **conditioning)
+            losses = pyramid_loss(images, target)  # (len(alive),)
             if step == prune_step and len(alive) > SURVIVORS:
                 alive = alive[torch.argsort(losses.detach())[:SURVIVORS]]  # the dropped rows' gradient is 0
             optimizer.zero_grad(set_to_none=True)
@@ -162,6 +170,6 @@ def invert_image(
                 progress(step + 1, steps)
 
     found = codes.detach()[alive]  # (len(alive), *code_shape)
-    scores = psnr(to_uint8(generator.synthesize(found)), target_pixels)  # (len(alive),)
+    scores = psnr(to_uint8(generator.synthesize(found, **conditioning)), target_pixels)  # (len(alive),)
     best = int(np.argmax(scores))
     return Inversion(found[best : best + 1].clone(), float(scores[best]), steps, target_pixels)

@@ -26,6 +26,7 @@ DEFAULT_SAMPLES = 10_000  # GANSpace's minimum
 SAMPLE_SEED = 1  # GANSpace's SEED_SAMPLING: the samples the PCA is fitted on
 REGRESSION_SEED = 3  # GANSpace's SEED_LINREG: the samples the regression back to z is fitted on
 SAMPLE_BATCH = 1000  # codes mapped at a time
+CLASS_STREAM = 1  # a conditional model's classes are drawn from RandomState([seed, CLASS_STREAM])
 NO_VARIANCE = 1e-10  # a component with less variance than this (relative to the largest) is dropped
 Progress = Callable[[int, int], None]
 
@@ -62,11 +63,15 @@ def sample_rows(generator: Generator, n: int, seed: int, progress: Progress | No
     """``n`` seeded codes without truncation, one edit-space row each: (n, D) float64.
 
     For z-space models the code itself; for W+ models its first row, w (all rows are w at psi 1).
+    A class-conditional model's codes are drawn for classes picked uniformly, seeded by ``seed``.
     """
     z = generator.sample_latents(n, seed)  # (n, latent_dim)
+    classes = np.random.RandomState([seed, CLASS_STREAM]).randint(max(generator.num_classes, 1), size=n)
     rows = np.empty((n, generator.direction_dim))
     for start in range(0, n, SAMPLE_BATCH):
-        codes = generator.to_edit_space(z[start : start + SAMPLE_BATCH], 1.0)  # (B, *code_shape)
+        batch = slice(start, start + SAMPLE_BATCH)
+        conditioning = {"classes": classes[batch]} if generator.num_classes else {}
+        codes = generator.to_edit_space(z[batch], 1.0, **conditioning)  # (B, *code_shape)
         batch = codes.reshape(len(codes), -1, generator.direction_dim)[:, 0]  # (B, D)
         rows[start : start + len(codes)] = batch.double().cpu().numpy()
         if progress is not None:

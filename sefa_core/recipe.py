@@ -374,7 +374,9 @@ def recipe_codes(recipe: Recipe, generator: Generator) -> torch.Tensor:
         codes = codes_for_generator(array, generator, "recipe: base.code")
     else:
         assert recipe.seed is not None
-        codes = generator.sample(1, recipe.seed, recipe.trunc_psi, recipe.trunc_layers)
+        codes = generator.sample(
+            1, recipe.seed, recipe.trunc_psi, recipe.trunc_layers, **recipe.synthesis_kwargs
+        )
     semantics = factorize(generator, recipe.layers)
     rows = {k: parse_layers(spec, generator.num_layers) for k, spec in recipe.rows}
     return apply_row_edits(codes, semantics, recipe.alphas, rows)

@@ -182,11 +182,19 @@ def next_source(current: CodeSource, rows: CodeRows, rng: random.Random) -> Code
 
 
 def source_code(
-    generator: Generator, source: CodeSource, rows: CodeRows, truncation: Truncation
+    generator: Generator,
+    source: CodeSource,
+    rows: CodeRows,
+    truncation: Truncation,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
-    """The code ``source`` names: (1, *code_shape) on the generator's device."""
+    """The code ``source`` names: (1, *code_shape) on the generator's device.
+
+    A seed is sampled with ``conditioning``, what the image is synthesized with: a conditional
+    StyleGAN's class changes the code itself.
+    """
     if source.kind == "seed":
-        return generator.sample(1, source.index, truncation.psi, truncation.layers)
+        return generator.sample(1, source.index, truncation.psi, truncation.layers, **(conditioning or {}))
     require(rows.rows is not None and source.kind == rows.kind, f"{source.label} is not among the rows")
     require(0 <= source.index < len(rows), f"no {source.label} here")
     return rows.rows[source.index : source.index + 1].to(generator.device)
@@ -240,9 +248,13 @@ class EditState:
 
     @property
     def synthesis_kwargs(self) -> dict[str, Any]:
-        """What ``Generator.synthesize`` needs besides the codes (the class, for BigGAN)."""
-        conditioning = self.conditioning()
-        return conditioning.kwargs() if conditioning is not None else {}
+        """What ``Generator.sample`` and ``synthesize`` need besides the codes: the class, if any."""
+        return conditioning_kwargs(self.class_index, self.truncation)
+
+
+def conditioning_kwargs(class_index: int | None, truncation: Truncation) -> dict[str, Any]:
+    """The keywords a class-conditional model samples and synthesizes with; {} for other models."""
+    return {} if class_index is None else Conditioning(class_index, truncation.psi).kwargs()
 
 
 def edited_code(generator: Generator, semantics: Semantics, state: EditState) -> torch.Tensor:
@@ -301,7 +313,8 @@ def new_state(
     model: str, generator: Generator, source: CodeSource, rows: CodeRows, settings: Settings
 ) -> EditState:
     """A state showing ``source`` with every slider at zero."""
-    code = source_code(generator, source, rows, settings.truncation)
+    conditioning = conditioning_kwargs(settings.class_index, settings.truncation)
+    code = source_code(generator, source, rows, settings.truncation, conditioning)
     return EditState(
         model=model,
         digest=generator.digest,
@@ -317,7 +330,7 @@ def new_state(
 
 def show_source(state: EditState, generator: Generator, source: CodeSource, rows: CodeRows) -> EditState:
     """Another code with the same slider values, so one edit can be tried on many faces."""
-    code = source_code(generator, source, rows, state.truncation)
+    code = source_code(generator, source, rows, state.truncation, state.synthesis_kwargs)
     return replace(state, source=source, code=code.detach().cpu().numpy().astype(np.float32))
 
 
@@ -329,7 +342,7 @@ def apply_settings(
     A spec naming the same layers keeps the sliders. Other layers mean other directions: the
     edits of the old set are put aside (and come back when it is picked again), and the new set
     shows its own edits from before, or none. More or fewer sliders keep the values of those that
-    stay; a new truncation samples the shown seed again.
+    stay; a new truncation or class samples the shown seed again (the class may change the code).
     """
     old, new = generator.resolve_layers(state.layers), generator.resolve_layers(settings.layers)
     alphas, names, put_aside = state.alphas, state.names, state.put_aside
@@ -347,7 +360,8 @@ def apply_settings(
         truncation=settings.truncation,
         class_index=settings.class_index,
     )
-    if settings.truncation != state.truncation and state.source.kind == "seed":
+    resampled = settings.truncation != state.truncation or settings.class_index != state.class_index
+    if resampled and state.source.kind == "seed":
         updated = show_source(updated, generator, state.source, rows)
     return updated, new != old
 

@@ -247,8 +247,9 @@ def load_model(spec: SweepModel, path: str | Path, device: str) -> LoadedModel:
 def shard_npz(model: LoadedModel, seeds: SeedRange, alphas: Sequence[float], batch_size: int) -> bytes:
     """The ``.npz`` of one shard: each seed's code walked along each semantic, as ``sefa render`` does."""
     spec, generator = model.spec, model.generator
+    conditioning = dict(spec.conditioning)  # sampled with the class the images are drawn with
     codes = torch.cat(
-        [generator.sample(1, seed, spec.trunc_psi, spec.trunc_layers) for seed in seeds]
+        [generator.sample(1, seed, spec.trunc_psi, spec.trunc_layers, **conditioning) for seed in seeds]
     )  # (n, *code_shape)
     semantic_indices = list(range(spec.num_semantics))
     images = render_traversals(
@@ -258,7 +259,7 @@ def shard_npz(model: LoadedModel, seeds: SeedRange, alphas: Sequence[float], bat
         semantic_indices,
         alphas,
         batch_size=batch_size,
-        conditioning=dict(spec.conditioning),
+        conditioning=conditioning,
     )  # (n, K, S, H, W, 3)
     buffer = io.BytesIO()
     np.savez(

@@ -259,15 +259,6 @@ def test_conditional_pggan_loads_with_its_classes(tmp_path: Path) -> None:
     assert named.class_names == ("cat", "dog", "car", "bus", "sky")
 
 
-def test_conditional_stylegan_is_refused_in_one_line(tmp_path: Path) -> None:
-    state = random_stylegan2_state(z_dim=16, w_dim=16, mapping_hidden=16, mapping_layers=2, channels=[8, 8])
-    path = write_tf_pickle(tmp_path / "g.pkl", stylegan2_network(state, static_kwargs={"label_size": 10}))
-    with pytest.raises(
-        CheckpointError, match=r"TensorFlow StyleGAN2 pickle: Gs is class-conditional \(label_size 10\)"
-    ):
-        load_checkpoint(path)
-
-
 # ---- refusals that say what the file is -----------------------------------------------------------
 def _stylegan2_gs(tmp_path: Path, **overrides: object) -> Network:
     state = random_stylegan2_state(z_dim=16, w_dim=16, mapping_hidden=16, mapping_layers=2, channels=[8, 8])

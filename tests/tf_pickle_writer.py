@@ -30,6 +30,7 @@ from sefa_core.models.stylegan import StyleGANGenerator
 MARKER_SOURCE = "open({marker!r}, 'w').close()\n\ndef G_main(*args, **kwargs):\n    pass\n"
 INIT_RES = 4
 KEPT_BUFFERS = ("lod", "blur.kernel")  # constants a trained model keeps as built
+LABEL_WEIGHT = "mapping.label_weight"  # (num_classes, z_dim): TF's LabelConcat/weight, not transposed
 STATE_VERSIONS = {"pggan": 2, "stylegan": 3, "stylegan2": 4}
 BUILD_FUNCS = {
     "pggan": ("G_paper", None, None),
@@ -153,19 +154,37 @@ def random_pggan_state(
 
 
 def random_stylegan_state(
-    z_dim: int, w_dim: int, mapping_hidden: int, mapping_layers: int, channels: list[int], seed: int = 0
+    z_dim: int,
+    w_dim: int,
+    mapping_hidden: int,
+    mapping_layers: int,
+    channels: list[int],
+    seed: int = 0,
+    num_classes: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """A genforce StyleGAN state dict with random weights."""
-    model = StyleGANGenerator(z_dim, w_dim, mapping_hidden, mapping_layers, channels)
+    """A genforce StyleGAN state dict with random weights (``mapping.label_weight`` if conditional)."""
+    model = StyleGANGenerator(z_dim, w_dim, mapping_hidden, mapping_layers, channels, num_classes)
     return _randomized(model.state_dict(), seed)
 
 
 def random_stylegan2_state(
-    z_dim: int, w_dim: int, mapping_hidden: int, mapping_layers: int, channels: list[int], seed: int = 0
+    z_dim: int,
+    w_dim: int,
+    mapping_hidden: int,
+    mapping_layers: int,
+    channels: list[int],
+    seed: int = 0,
+    num_classes: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """An NVIDIA stylegan2-ada ``G_ema`` state dict (its key names and shapes) with random weights."""
+    """An NVIDIA stylegan2-ada ``G_ema`` state dict (its key names and shapes) with random weights.
+
+    A conditional one holds TF's concatenated label matrix as ``mapping.label_weight``
+    (num_classes, z_dim), and ``mapping.fc0`` reads 2 * z_dim inputs.
+    """
     shapes: dict[str, tuple[int, ...]] = {}
-    widths = [z_dim] + [mapping_hidden] * (mapping_layers - 1) + [w_dim]
+    widths = [z_dim * (2 if num_classes else 1)] + [mapping_hidden] * (mapping_layers - 1) + [w_dim]
+    if num_classes:
+        shapes[LABEL_WEIGHT] = (num_classes, z_dim)
     for index in range(mapping_layers):
         shapes[f"mapping.fc{index}.weight"] = (widths[index + 1], widths[index])
         shapes[f"mapping.fc{index}.bias"] = (widths[index + 1],)
@@ -257,7 +276,7 @@ def stylegan_network(
     num_blocks = _blocks(state, "synthesis.output")
     resolutions = _resolutions(num_blocks)
     scale = 1.0 if mapping_lr_multiplier is None else 0.01 / mapping_lr_multiplier
-    mapping = {}
+    mapping = _label_concat(state)
     for index in range(sum(1 for key in state if key.startswith("mapping.dense") and key.endswith("weight"))):
         mapping[f"Dense{index}/weight"] = state[f"mapping.dense{index}.weight"].T * scale
         mapping[f"Dense{index}/bias"] = state[f"mapping.dense{index}.bias"] * scale
@@ -287,6 +306,11 @@ def stylegan_network(
     return _styled_network("stylegan", version, resolutions[-1], gs, mapping, synthesis, extra, marker)
 
 
+def _label_concat(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """G_mapping's ``LabelConcat/weight`` [label_size, latent_size] of a conditional state, else {}."""
+    return {"LabelConcat/weight": state[LABEL_WEIGHT]} if LABEL_WEIGHT in state else {}
+
+
 def stylegan2_network(
     state: Mapping[str, torch.Tensor],
     *,
@@ -297,7 +321,7 @@ def stylegan2_network(
     """``Gs`` of a StyleGAN2 snapshot (``G_main``) holding an NVIDIA ``G_ema`` ``state``; ``version``
     5 writes the StyleGAN2-ADA TF release's extra state keys."""
     resolutions = sorted({int(key.split(".")[1][1:]) for key in state if key.startswith("synthesis.b")})
-    mapping = {}
+    mapping = _label_concat(state)
     for index in range(sum(1 for key in state if key.startswith("mapping.fc") and key.endswith("weight"))):
         mapping[f"Dense{index}/weight"] = state[f"mapping.fc{index}.weight"].T
         mapping[f"Dense{index}/bias"] = state[f"mapping.fc{index}.bias"]
@@ -333,7 +357,8 @@ def _styled_network(
     marker: Path | None,
 ) -> Network:
     main, mapping_func, synthesis_func = BUILD_FUNCS[kind]
-    static = _kwargs(resolution, 0, extra)
+    label = mapping.get("LabelConcat/weight")
+    static = _kwargs(resolution, 0 if label is None else len(label), extra)
     source = _source(marker)
 
     def component(name: str, func: str | None, variables: Mapping[str, torch.Tensor]) -> Network:

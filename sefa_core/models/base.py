@@ -60,7 +60,7 @@ class Generator(nn.Module, ABC):
         self.resolution = resolution
         self.num_layers = num_layers  # W+ rows, or 1
         self.layer_names = tuple(layer_names)  # the factorizable layers, in index order
-        self.num_classes = 0  # > 0 for class-conditional models (BigGAN)
+        self.num_classes = 0  # > 0 for class-conditional models (BigGAN, conditional PGGAN / StyleGAN)
         self.class_names: tuple[str, ...] = ()
         self.digest = ""  # sha256 of the checkpoint file; set by the loader
         self.source_format = ""  # e.g. "genforce .pth"; set by the loader
@@ -115,9 +115,14 @@ class Generator(nn.Module, ABC):
         seed: int,
         trunc_psi: float = DEFAULT_TRUNC_PSI,
         trunc_layers: int | None = None,
+        **conditioning: Any,
     ) -> torch.Tensor:
-        """``n`` seeded edit-space codes, truncated as the model's reference does."""
-        return self.to_edit_space(self.sample_latents(n, seed), trunc_psi, trunc_layers)
+        """``n`` seeded edit-space codes, truncated as the model's reference does.
+
+        ``conditioning`` is what ``synthesize`` gets too (e.g. ``classes=``): a model whose class
+        enters the mapping network (conditional StyleGAN) draws its codes for that class.
+        """
+        return self.to_edit_space(self.sample_latents(n, seed), trunc_psi, trunc_layers, **conditioning)
 
     @torch.inference_mode()
     def to_edit_space(
@@ -125,17 +130,19 @@ class Generator(nn.Module, ABC):
         z: torch.Tensor,
         trunc_psi: float = DEFAULT_TRUNC_PSI,
         trunc_layers: int | None = None,
+        **conditioning: Any,
     ) -> torch.Tensor:
         """z (N, latent_dim) -> edit-space codes, (N, *code_shape), on the model's device.
 
         ``trunc_layers=None`` truncates every W+ row; ignored by models without truncation.
+        ``conditioning`` as for ``synthesize``; models whose codes do not depend on it ignore it.
         """
         z = torch.as_tensor(z, dtype=torch.float32)
         require(
             z.ndim == 2 and z.shape[1] == self.latent_dim,
             f"z must be (N, {self.latent_dim}), got {tuple(z.shape)}",
         )
-        codes = self._to_edit_space(z.to(self.device), float(trunc_psi), trunc_layers)
+        codes = self._to_edit_space(z.to(self.device), float(trunc_psi), trunc_layers, **conditioning)
         require(tuple(codes.shape[1:]) == self.code_shape, "edit-space codes have the wrong shape")
         return codes
 
@@ -182,8 +189,15 @@ class Generator(nn.Module, ABC):
         )
         return F.one_hot(indices.long(), self.num_classes).float()
 
+    def mapping_labels(self, n: int, conditioning: Mapping[str, Any]) -> torch.Tensor | None:
+        """One-hot rows (n, num_classes) of ``conditioning["classes"]`` (``DEFAULT_CLASS`` when absent),
+        for models whose class enters the mapping network; None for unconditional ones."""
+        return self.class_vectors(conditioning.get("classes"), n) if self.num_classes else None
+
     @abstractmethod
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor: ...
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: Any
+    ) -> torch.Tensor: ...
 
     @abstractmethod
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor: ...

@@ -288,11 +288,15 @@ class BigGANGenerator(Generator):
         seed: int,
         trunc_psi: float = DEFAULT_TRUNCATION,
         trunc_layers: int | None = None,
+        **conditioning: object,
     ) -> torch.Tensor:
         """``truncated_noise_sample(n, z_dim, trunc_psi, seed)``; the default agrees with ``synthesize``'s."""
-        return super().sample(n, seed, trunc_psi, trunc_layers)
+        return super().sample(n, seed, trunc_psi, trunc_layers, **conditioning)
 
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: object
+    ) -> torch.Tensor:
+        """The class enters at synthesis (``cond = [z, embedding]``), so the code ignores ``conditioning``."""
         require(0.0 < trunc_psi <= 1.0, f"BigGAN truncation must be in (0, 1], got {trunc_psi}")
         return z * trunc_psi
 

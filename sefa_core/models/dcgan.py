@@ -128,7 +128,9 @@ class DCGANGenerator(Generator):
         weight = self.main[0].weight[: self.latent_dim]  # (nz, C, k, k): the rows z feeds
         return weight.flatten(1).T  # (C*k*k, nz): one row per output unit
 
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: object
+    ) -> torch.Tensor:
         return z  # DCGAN is edited in z directly
 
     def _synthesize(

@@ -103,7 +103,9 @@ class PGGANGenerator(Generator):
         weight = self.layer0.weight[:, : self.latent_dim]  # (C, z_dim, 4, 4); pixel (y, x) reads (3-y, 3-x)
         return weight.flip((2, 3)).permute(0, 2, 3, 1).reshape(-1, self.latent_dim)  # (C*4*4, z_dim)
 
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: Any
+    ) -> torch.Tensor:
         return pixel_norm(z)  # sefa.py edits code = layer0.pixel_norm(z); PGGAN has no truncation
 
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:

@@ -45,17 +45,29 @@ class EqualizedDense(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z -> pixel norm -> ``dense0 .. dense{n-1}`` -> w."""
+    """z -> pixel norm -> ``dense0 .. dense{n-1}`` -> w.
 
-    def __init__(self, z_dim: int, hidden_dim: int, w_dim: int, num_layers: int) -> None:
+    A class-conditional one (TF ``label_size > 0``) holds ``label_weight`` (num_classes, z_dim),
+    TF's plain ``LabelConcat`` matrix: z and ``one_hot @ label_weight`` are concatenated before the
+    pixel norm, so ``dense0`` reads 2 * z_dim inputs.
+    """
+
+    def __init__(
+        self, z_dim: int, hidden_dim: int, w_dim: int, num_layers: int, num_classes: int = 0
+    ) -> None:
         super().__init__()
         require(num_layers >= 1, "the mapping network has at least one layer")
         self.num_layers = num_layers
-        widths = [z_dim] + [hidden_dim] * (num_layers - 1) + [w_dim]
+        widths = [z_dim * (2 if num_classes else 1)] + [hidden_dim] * (num_layers - 1) + [w_dim]
         for index, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             self.add_module(f"dense{index}", EqualizedDense(c_in, c_out))
+        if num_classes:
+            self.label_weight = nn.Parameter(torch.zeros(num_classes, z_dim))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``labels``: (N, num_classes) one-hot rows, for a class-conditional network only."""
+        if labels is not None:
+            z = torch.cat([z, labels @ self.label_weight], dim=1)  # (N, 2 * z_dim)
         w = pixel_norm(z)
         for index in range(self.num_layers):
             w = getattr(self, f"dense{index}")(w)
@@ -223,13 +235,23 @@ class SynthesisNetwork(nn.Module):
 
 
 class StyleGANGenerator(Generator):
-    """genforce's StyleGAN v1 (const input, repeated w, no label, no tanh), edited in W+."""
+    """genforce's StyleGAN v1 (const input, repeated w, no tanh), edited in W+.
+
+    With ``num_classes`` the class enters the mapping network only: it changes the codes
+    (``sample(..., classes=k)``), and synthesis draws whatever W+ code it is given.
+    """
 
     architecture = "stylegan"
     edit_space = "w+"
 
     def __init__(
-        self, z_dim: int, w_dim: int, mapping_hidden: int, mapping_layers: int, channels: Sequence[int]
+        self,
+        z_dim: int,
+        w_dim: int,
+        mapping_hidden: int,
+        mapping_layers: int,
+        channels: Sequence[int],
+        num_classes: int = 0,
     ) -> None:
         """``channels[b]``: feature maps at resolution ``4 * 2**b``; the last entry sets the output size."""
         require(len(channels) >= 1 and all(c > 0 for c in channels), "one positive width per resolution")
@@ -250,7 +272,9 @@ class StyleGANGenerator(Generator):
             num_layers=2 * len(channels),
             layer_names=names,
         )
-        self.mapping = MappingNetwork(z_dim, mapping_hidden, w_dim, mapping_layers)
+        self.mapping = MappingNetwork(z_dim, mapping_hidden, w_dim, mapping_layers, num_classes)
+        self.num_classes = num_classes
+        self.class_names = tuple(str(index) for index in range(num_classes))
         self.truncation = TruncationCentre(w_dim)
         self.synthesis = SynthesisNetwork(channels, w_dim)
 
@@ -262,8 +286,11 @@ class StyleGANGenerator(Generator):
     def layer_presets(self) -> dict[str, str]:
         return style_layer_presets(self.num_layers)
 
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
-        return wplus_from_w(self.mapping(z), self.num_layers, self.truncation.w_avg, trunc_psi, trunc_layers)
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: Any
+    ) -> torch.Tensor:
+        w = self.mapping(z, self.mapping_labels(z.shape[0], conditioning))  # (N, w_dim)
+        return wplus_from_w(w, self.num_layers, self.truncation.w_avg, trunc_psi, trunc_layers)
 
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
         return self.synthesis(codes)

@@ -43,6 +43,7 @@ DEMODULATE_EPS = 1e-8
 DEFAULT_RESAMPLE_TAPS = (1.0, 3.0, 3.0, 1.0)  # the binomial FIR filter every public model uses
 MEAN_W_SAMPLES = 4096  # rosinality's ``mean_latent(4096)``: the truncation centre when none is stored
 MEAN_W_SEED = 0
+LABEL_WEIGHT_KEY = "mapping.label_weight"  # the conditional mapping's LabelConcat matrix, in every layout
 FILTER_ATOL = 1e-6
 
 
@@ -147,17 +148,29 @@ class EqualizedLinear(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z -> w: normalise z's second moment, then leaky-ReLU dense layers at a reduced learning rate."""
+    """z -> w: normalise z's second moment, then leaky-ReLU dense layers at a reduced learning rate.
 
-    def __init__(self, widths: Sequence[int], lr_multiplier: float) -> None:
+    A class-conditional one (TF ``label_size > 0``, genforce ``label_weight``) holds ``label_weight``
+    (num_classes, z_dim), TF's plain ``LabelConcat`` matrix: z and ``one_hot @ label_weight`` are
+    concatenated before the normalisation, so the first layer reads 2 * z_dim inputs.
+    """
+
+    def __init__(self, widths: Sequence[int], lr_multiplier: float, num_classes: int = 0) -> None:
         """``widths``: [z_dim, hidden..., w_dim]; one dense layer per consecutive pair."""
         super().__init__()
         require(len(widths) >= 2, "the mapping network has at least one layer")
+        z_dim = widths[0]
         self.layers = nn.ModuleList(
-            EqualizedLinear(a, b, lr_multiplier=lr_multiplier, lrelu=True) for a, b in pairwise(widths)
+            EqualizedLinear(a, b, lr_multiplier=lr_multiplier, lrelu=True)
+            for a, b in pairwise([z_dim * (2 if num_classes else 1), *widths[1:]])
         )
+        if num_classes:
+            self.label_weight = nn.Parameter(torch.zeros(num_classes, z_dim))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``labels``: (N, num_classes) one-hot rows, for a class-conditional network only."""
+        if labels is not None:
+            z = torch.cat([z, labels @ self.label_weight], dim=1)  # (N, 2 * z_dim)
         x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + NORMALIZE_EPS)
         for layer in self.layers:
             x = layer(x)
@@ -413,9 +426,11 @@ class StyleGAN2Generator(Generator):
         mapping_lr_multiplier: float = MAPPING_LR_MULTIPLIER,
         conv_clamp: float | None = None,
         resample_taps: Sequence[float] = DEFAULT_RESAMPLE_TAPS,
+        num_classes: int = 0,
     ) -> None:
         """``mapping_widths``: [z_dim, hidden..., w_dim]; ``channels``: feature maps per resolution
-        from 4x4 up; ``conv_clamp``: NVIDIA's activation clamp (None in genforce and rosinality)."""
+        from 4x4 up; ``conv_clamp``: NVIDIA's activation clamp (None in genforce and rosinality);
+        ``num_classes``: a class-conditional mapping network's classes (they change w only)."""
         w_dim = mapping_widths[-1]
         super().__init__(
             latent_dim=mapping_widths[0],
@@ -424,7 +439,9 @@ class StyleGAN2Generator(Generator):
             num_layers=2 * len(channels),
             layer_names=row_names(len(channels)),
         )
-        self.mapping = MappingNetwork(mapping_widths, mapping_lr_multiplier)
+        self.mapping = MappingNetwork(mapping_widths, mapping_lr_multiplier, num_classes)
+        self.num_classes = num_classes
+        self.class_names = tuple(str(index) for index in range(num_classes))
         self.synthesis = SynthesisNetwork(w_dim, channels, conv_clamp=conv_clamp, resample_taps=resample_taps)
         self.register_buffer("w_avg", torch.zeros(w_dim))  # the truncation centre
         assert self.synthesis.num_ws == self.num_layers
@@ -438,10 +455,14 @@ class StyleGAN2Generator(Generator):
     @torch.inference_mode()
     def mean_w(self, num_samples: int, seed: int) -> torch.Tensor:
         """Mean mapping output over ``num_samples`` seeded z, (w_dim,): what training tracks as w_avg."""
-        return self.mapping(self.sample_latents(num_samples, seed).to(self.device)).mean(dim=0)
+        z = self.sample_latents(num_samples, seed).to(self.device)
+        return self.mapping(z, self.mapping_labels(num_samples, {})).mean(dim=0)
 
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
-        return wplus_from_w(self.mapping(z), self.num_layers, self.w_avg, trunc_psi, trunc_layers)
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: Any
+    ) -> torch.Tensor:
+        w = self.mapping(z, self.mapping_labels(z.shape[0], conditioning))  # (N, w_dim)
+        return wplus_from_w(w, self.num_layers, self.w_avg, trunc_psi, trunc_layers)
 
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
         return self.synthesis(codes)
@@ -459,6 +480,7 @@ def build_stylegan2(
     over ``MEAN_W_SAMPLES`` z drawn with seed ``MEAN_W_SEED``, as rosinality's ``mean_latent(4096)``
     does with unseeded z.
     """
+    label_weight = state.get(LABEL_WEIGHT_KEY)  # (num_classes, z_dim) in a class-conditional network
     mapping_keys = sorted(
         (key for key in state if re.fullmatch(r"mapping\.layers\.\d+\.weight", key)),
         key=lambda key: int(key.split(".")[2]),
@@ -473,11 +495,13 @@ def build_stylegan2(
     to_rgb_weights = [state[key] for key in to_rgb_keys]
     if to_rgb_weights[0].shape[0] != IMAGE_CHANNELS:
         raise ValueError(f"the generator makes {to_rgb_weights[0].shape[0]}-channel images, not RGB")
+    z_dim = state[mapping_keys[0]].shape[1] if label_weight is None else label_weight.shape[1]
     generator = StyleGAN2Generator(
-        mapping_widths=[state[mapping_keys[0]].shape[1]] + [state[key].shape[0] for key in mapping_keys],
+        mapping_widths=[z_dim] + [state[key].shape[0] for key in mapping_keys],
         channels=[weight.shape[1] for weight in to_rgb_weights],  # (3, C, 1, 1)
         mapping_lr_multiplier=mapping_lr_multiplier,
         conv_clamp=conv_clamp,
+        num_classes=0 if label_weight is None else label_weight.shape[0],
     )
     has_w_avg = "w_avg" in state
     generator.load_weights(state if has_w_avg else {**state, "w_avg": generator.w_avg})

@@ -463,7 +463,9 @@ class StyleGAN3Generator(Generator):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "config": self.arch.config_name}
 
-    def _to_edit_space(self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None) -> torch.Tensor:
+    def _to_edit_space(
+        self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: Any
+    ) -> torch.Tensor:
         return wplus_from_w(self.mapping(z), self.num_layers, self.w_avg, trunc_psi, trunc_layers)
 
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:

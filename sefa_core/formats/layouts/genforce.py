@@ -21,6 +21,7 @@ from sefa_core.formats.layouts.common import Layout, unwrap_state_dict
 from sefa_core.models.base import Generator, check_file_tensors
 from sefa_core.models.pggan import INIT_RES, PGGANGenerator
 from sefa_core.models.stylegan import StyleGANGenerator
+from sefa_core.models.stylegan2 import LABEL_WEIGHT_KEY
 
 LAYOUT_NAME = "genforce .pth"
 GENERATOR_KEYS = ("generator_smooth", "generator")  # in sefa's order of preference
@@ -91,20 +92,21 @@ def _build_pggan(state: StateDict, path: Path, context: str, num_classes: int) -
 
 
 def _build_stylegan(state: StateDict, path: Path, context: str) -> StyleGANGenerator:
-    if "mapping.label_weight" in state:
-        raise CheckpointError(path, f"{context}: class-conditional StyleGAN (label_weight) is not supported")
+    """Sizes from the tensors; a conditional one's ``label_weight`` (num_classes, z_dim) gives its classes."""
     mapping_layers = _count(state, r"mapping\.dense(\d+)\.weight")
-    first = _tensor(state, "mapping.dense0.weight", path, context)  # (hidden, z_dim)
+    first = _tensor(state, "mapping.dense0.weight", path, context)  # (hidden, z_dim), or 2 * z_dim inputs
+    labels = _tensor(state, LABEL_WEIGHT_KEY, path, context) if LABEL_WEIGHT_KEY in state else None
     last = _tensor(state, f"mapping.dense{mapping_layers - 1}.weight", path, context)  # (w_dim, hidden)
     _tensor(state, "synthesis.output0.weight", path, context)
     num_blocks = _count(state, r"synthesis\.output(\d+)\.weight")
     channels = [state[f"synthesis.output{b}.weight"].shape[1] for b in range(num_blocks)]  # (3, C, 1, 1)
     return StyleGANGenerator(
-        z_dim=first.shape[1],
+        z_dim=first.shape[1] if labels is None else labels.shape[1],
         w_dim=last.shape[0],
         mapping_hidden=first.shape[0],
         mapping_layers=mapping_layers,
         channels=channels,
+        num_classes=0 if labels is None else labels.shape[0],
     )
 
 

@@ -15,7 +15,12 @@ from collections.abc import Mapping
 import torch
 
 from sefa_core.models.base import file_key_names
-from sefa_core.models.stylegan2 import StyleGAN2Generator, build_stylegan2, shared_resample_filter
+from sefa_core.models.stylegan2 import (
+    LABEL_WEIGHT_KEY,
+    StyleGAN2Generator,
+    build_stylegan2,
+    shared_resample_filter,
+)
 
 STYLE_BIAS_OFFSET = 1.0  # genforce's DenseBlock(additional_bias=1.0): added at run time, not stored
 W_AVG_KEY = "truncation.w_avg"  # genforce's converters and trainer always store it
@@ -35,8 +40,6 @@ _MAPPING = re.compile(r"mapping\.dense(\d+)\.(weight|bias)")
 
 def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """genforce keys and conventions -> ``sefa_core.models.stylegan2`` keys."""
-    if "mapping.label_weight" in source:
-        raise ValueError("class-conditional StyleGAN2 (label_size > 0) is not supported")
     state: dict[str, torch.Tensor] = {}
     filters: dict[str, torch.Tensor] = {}
     for key, value in source.items():
@@ -44,6 +47,8 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             state[f"mapping.layers.{match[1]}.{match[2]}"] = value
         elif key == W_AVG_KEY:
             state["w_avg"] = value
+        elif key == LABEL_WEIGHT_KEY:  # a class-conditional mapping (label_size > 0), same math
+            state[key] = value
         elif key == CONST_KEY:
             state["synthesis.const"] = value[0]  # (1, C, 4, 4) -> (C, 4, 4)
         elif match := _LAYER.fullmatch(key):

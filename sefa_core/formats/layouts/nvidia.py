@@ -24,6 +24,7 @@ from sefa_core.formats.layouts.common import Layout
 from sefa_core.models.base import Generator, check_file_tensors, file_key_names
 from sefa_core.models.stylegan2 import (
     INIT_RESOLUTION,
+    LABEL_WEIGHT_KEY,
     MAPPING_LR_MULTIPLIER,
     build_stylegan2,
     shared_resample_filter,
@@ -121,6 +122,8 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             state[f"mapping.layers.{match[1]}.{match[2]}"] = value
         elif key == W_AVG_KEY:
             state["w_avg"] = value
+        elif key == LABEL_WEIGHT_KEY:  # TF StyleGAN2's LabelConcat, as ``tensorflow`` converts it
+            state[key] = value
         elif key == STYLEGAN2_KEY:
             state["synthesis.const"] = value
         elif match := _LAYER.fullmatch(key):

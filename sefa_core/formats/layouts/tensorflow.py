@@ -32,7 +32,7 @@ from sefa_core.formats.layouts.common import Conversion, Layout
 from sefa_core.models.base import Generator
 from sefa_core.models.pggan import INIT_RES
 from sefa_core.models.stylegan import MAPPING_LR_MUL, Blur
-from sefa_core.models.stylegan2 import MAPPING_LR_MULTIPLIER, fir_kernel
+from sefa_core.models.stylegan2 import LABEL_WEIGHT_KEY, MAPPING_LR_MULTIPLIER, fir_kernel
 from sefa_core.models.stylegan3 import W_AVG_KEY
 
 GS_INDEX = 2  # (G, D, Gs)
@@ -75,6 +75,8 @@ SUPPORTED_KWARGS: dict[str, dict[str, Any]] = {
 }
 _SCOPE = re.compile(r"(\d+)x(\d+)/")
 PGGAN_DENSE = "4x4/Dense/weight"  # PGGAN's first layer: z (and labels) -> 4x4 maps
+LABEL_CONCAT = "mapping/LabelConcat/weight"  # StyleGAN / StyleGAN2 G_mapping with label_size > 0
+LABEL_EMBED = "mapping/LabelEmbed/weight"  # StyleGAN2-ADA's TF release instead
 
 
 # ---- recognising the file ---------------------------------------------------------------------
@@ -200,11 +202,6 @@ def convert(raw: RawCheckpoint) -> Conversion:
     name = format_name(kind, isinstance(raw.content, TensorFlowNetwork))
     if kind == "pggan":
         return _pggan(variables, label_size, name)
-    if label_size or any("Label" in key for key in variables.values):
-        raise variables.refuse(
-            f"is class-conditional (label_size {label_size}); conditional {KIND_TITLES[kind]} "
-            "models are not supported yet"
-        )
     if kind == "stylegan":
         return _stylegan(variables, static, name)
     return _stylegan2(variables, static, name)
@@ -241,6 +238,7 @@ def _pggan(tf: _Variables, label_size: int, name: str) -> Conversion:
 def _stylegan(tf: _Variables, static: Mapping[str, Any], name: str) -> Conversion:
     resolutions = tf.resolutions("synthesis/")
     state = _mapping(tf, "mapping.dense{}", static, fold_lr_multiplier=MAPPING_LR_MUL)
+    num_classes = len(state[LABEL_WEIGHT_KEY]) if LABEL_WEIGHT_KEY in state else 0
     state["truncation.w_avg"] = tf.get("dlatent_avg", 1)
     lod = "synthesis/lod"
     state["synthesis.lod"] = tf.get(lod) if lod in tf else torch.zeros(())
@@ -263,7 +261,7 @@ def _stylegan(tf: _Variables, static: Mapping[str, Any], name: str) -> Conversio
                 state[key + "blur.kernel"] = Blur(state[key + "bias"].shape[0]).kernel
         state[f"synthesis.output{block}.weight"] = tf.conv(f"synthesis/ToRGB_lod{last - block}/weight")
         state[f"synthesis.output{block}.bias"] = tf.get(f"synthesis/ToRGB_lod{last - block}/bias", 1)
-    return Conversion(GENFORCE, state, {"num_classes": 0}, name)
+    return Conversion(GENFORCE, state, {"num_classes": num_classes}, name)
 
 
 def _stylegan2(tf: _Variables, static: Mapping[str, Any], name: str) -> Conversion:
@@ -307,18 +305,39 @@ def _mapping(
     tf: _Variables, key: str, static: Mapping[str, Any], fold_lr_multiplier: float | None
 ) -> dict[str, torch.Tensor]:
     """``mapping/Dense{i}`` -> ``key.format(i)``; with ``fold_lr_multiplier`` (a model that fixes it),
-    a file's other ``mapping_lrmul`` is folded into the weights, which the model scales by its own."""
+    a file's other ``mapping_lrmul`` is folded into the weights, which the model scales by its own.
+
+    A class-conditional mapping's ``LabelConcat/weight`` [label_size, z_dim] (plain, no weight
+    scaling) becomes ``LABEL_WEIGHT_KEY`` as it is; the file's ``label_size`` must agree with it.
+    """
     layers = tf.count(r"mapping/Dense(\d+)/weight")
     if not layers:
         raise tf.refuse("has no 'mapping/Dense0/weight'")
+    state = _labels(tf, int(static.get("label_size") or 0))
     scale = 1.0
     if fold_lr_multiplier is not None:
         scale = float(static.get("mapping_lrmul", fold_lr_multiplier)) / fold_lr_multiplier
-    state = {}
     for index in range(layers):
         state[key.format(index) + ".weight"] = tf.dense(f"mapping/Dense{index}/weight") * scale
         state[key.format(index) + ".bias"] = tf.get(f"mapping/Dense{index}/bias", 1) * scale
     return state
+
+
+def _labels(tf: _Variables, label_size: int) -> dict[str, torch.Tensor]:
+    """The class input of a conditional mapping network, {} for an unconditional one."""
+    if LABEL_EMBED in tf:
+        raise tf.refuse(
+            f"has '{LABEL_EMBED}': StyleGAN2-ADA's class embedding is not supported; "
+            f"only the original releases' '{LABEL_CONCAT}' is"
+        )
+    if LABEL_CONCAT not in tf:
+        if label_size:
+            raise tf.refuse(f"is class-conditional (label_size {label_size}) but has no '{LABEL_CONCAT}'")
+        return {}
+    weight = tf.get(LABEL_CONCAT, 2)  # [label_size, z_dim]: one_hot @ weight is concatenated to z
+    if label_size and weight.shape[0] != label_size:
+        raise tf.refuse(f"has '{LABEL_CONCAT}' of shape {tuple(weight.shape)}; label_size is {label_size}")
+    return {LABEL_WEIGHT_KEY: weight}
 
 
 def build_conversion(conversion: Conversion, path: Any) -> Generator:

@@ -1,0 +1,318 @@
+"""Class-conditional TensorFlow StyleGAN / StyleGAN2 pickles (``label_size > 0``): they load with a class
+picker, the class changes the codes exactly as TF's ``G_mapping`` does, and every path that samples
+(editor, ``sefa render``, recipes, sweeps, PCA) samples with the class it draws with.
+
+The pickles are written by ``tf_pickle_writer`` from random PyTorch state dicts; the expected w is
+computed here with numpy from the raw TF variables, as networks_stylegan.py / networks_stylegan2.py
+compute it: ``concat(z, one_hot @ LabelConcat)``, normalised, then the scaled dense layers.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tf_pickle_writer import (
+    LABEL_WEIGHT,
+    Network,
+    random_stylegan2_state,
+    random_stylegan_state,
+    stylegan2_network,
+    stylegan_network,
+    write_tf_pickle,
+)
+
+from sefa_core import pca, session
+from sefa_core.cli import main
+from sefa_core.config import load_config
+from sefa_core.errors import CheckpointError
+from sefa_core.factorize import factorize
+from sefa_core.formats import cache, load_checkpoint
+from sefa_core.formats.layouts import tensorflow
+from sefa_core.formats.layouts.nvidia import build_network
+from sefa_core.models.base import Generator
+from sefa_core.models.stylegan import StyleGANGenerator
+from sefa_core.recipe import read_recipe, recipe_codes, write_recipe
+from sefa_core.registry import load_generator
+from sefa_core.render import to_uint8
+from sefa_core.sweep import SeedRange, prepare_model, shard_npz
+
+NUM_CLASSES = 5
+Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS = 24, 20, 40, 3  # non-default mapping widths
+CHANNELS = [16, 16, 8, 8, 8]  # 4 to 64 px
+KINDS = ("stylegan", "stylegan2")
+TF_LRMUL = 0.01  # G_mapping's mapping_lrmul default
+LRELU_SLOPE = 0.2
+NORMALIZE_EPS = 1e-8
+LATENT_ATOL = 1e-5  # float32 dense layers of width <= 48 against float64
+IMAGE_ATOL = 1e-3  # the fixtures' README (§3)
+EIGENVALUE_RTOL = 1e-4
+SEED = 11
+TRUNC_PSI = 0.7
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test converts into its own cache, never the project's."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(folder))
+    return folder
+
+
+def _trained_like(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """TF initialises mapping weights with std 1 / lrmul, so stored weights are ~100x the random ones;
+    without that a random mapping's w would hardly depend on z or the class."""
+    return {
+        key: value / TF_LRMUL if key.startswith(prefix) and key != LABEL_WEIGHT else value
+        for key, value in state.items()
+    }
+
+
+def conditional_state(kind: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A conditional state dict in the layout the TF file is checked against (genforce / NVIDIA)."""
+    if kind == "stylegan":
+        state = random_stylegan_state(Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS, seed, NUM_CLASSES)
+        return _trained_like(state, "mapping.dense")
+    state = random_stylegan2_state(Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS, seed, NUM_CLASSES)
+    return _trained_like(state, "mapping.fc")
+
+
+def gs_network(kind: str, state: dict[str, torch.Tensor]) -> Network:
+    return stylegan_network(state) if kind == "stylegan" else stylegan2_network(state)
+
+
+def reference_generator(kind: str, state: dict[str, torch.Tensor]) -> Generator:
+    """The same weights in the PyTorch layout: genforce StyleGAN, or the NVIDIA-keyed StyleGAN2."""
+    if kind == "stylegan2":
+        return build_network(state, None)
+    generator = StyleGANGenerator(Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS, NUM_CLASSES)
+    generator.load_weights(state)
+    return generator.eval()
+
+
+@pytest.fixture(params=KINDS)
+def written(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Network, Path]:
+    kind = request.param
+    gs = gs_network(kind, conditional_state(kind))
+    return kind, gs, write_tf_pickle(tmp_path / f"conditional_{kind}.pkl", gs)
+
+
+def tf_mapping(gs: Network, kind: str, z: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """w (N, w_dim) from the raw ``mapping`` variables, in float64, as TF's G_mapping computes it."""
+    variables = dict(gs.__getstate__()["components"]["mapping"].__getstate__()["variables"])
+    label_weight = variables["LabelConcat/weight"].astype(np.float64)  # [label_size, latent_size], plain
+    x = np.concatenate([z, np.eye(len(label_weight))[classes] @ label_weight], axis=1)
+    x = x / np.sqrt(np.mean(x**2, axis=1, keepdims=True) + NORMALIZE_EPS)
+    for index in range(MAPPING_LAYERS):
+        weight = variables[f"Dense{index}/weight"].astype(np.float64)  # [in, out]
+        bias = variables[f"Dense{index}/bias"].astype(np.float64)
+        runtime = TF_LRMUL / np.sqrt(weight.shape[0])  # use_wscale: he_std * lrmul
+        if kind == "stylegan":  # dense(gain=sqrt 2) -> apply_bias(lrmul) -> leaky_relu
+            x = x @ (weight * np.sqrt(2) * runtime) + bias * TF_LRMUL
+            x = np.where(x >= 0, x, LRELU_SLOPE * x)
+        else:  # dense_layer(gain=1) -> fused_bias_act('lrelu'), whose gain sqrt 2 comes after
+            x = x @ (weight * runtime) + bias * TF_LRMUL
+            x = np.where(x >= 0, x, LRELU_SLOPE * x) * np.sqrt(2)
+    return x
+
+
+def dlatent_avg(gs: Network) -> np.ndarray:
+    return dict(gs.__getstate__()["variables"])["dlatent_avg"].astype(np.float64)
+
+
+# ---- loading -------------------------------------------------------------------------------------
+def test_conditional_tf_stylegan_loads_with_classes_named_0_to_n(written, tmp_path: Path) -> None:
+    kind, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    assert generator.architecture == kind and generator.resolution == 64
+    assert generator.num_classes == NUM_CLASSES and generator.describe()["num_classes"] == NUM_CLASSES
+    assert generator.class_names == ("0", "1", "2", "3", "4")
+    assert generator.latent_dim == Z_DIM and generator.direction_dim == W_DIM  # z alone is sampled
+    names = ("cat", "dog", "car", "bus", "sky")
+    assert load_checkpoint(path, device="cpu", classes=names).class_names == names  # from the cache too
+    with pytest.raises(CheckpointError, match="3 classes are listed, but the model has 5"):
+        load_checkpoint(path, device="cpu", classes=names[:3])
+
+
+def test_config_yaml_names_the_classes(written, tmp_path: Path, capsys) -> None:
+    kind, gs, _ = written
+    (tmp_path / "checkpoints").mkdir()
+    write_tf_pickle(tmp_path / "checkpoints" / "tf.pkl", gs)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "version: 1\nmodels:\n"
+        "  - {name: named, source: checkpoints/tf.pkl, classes: [a, b, c, d, e]}\n"
+        "  - {name: miscounted, source: checkpoints/tf.pkl, classes: [a, b]}\n"
+    )
+    generator = load_generator("named", "cpu", load_config(config))
+    assert generator.class_names == ("a", "b", "c", "d", "e")
+    assert main(["--config", str(config), "models", "-v", "--device", "cpu"]) == 0
+    listing = capsys.readouterr().out
+    assert f"format               TensorFlow {tensorflow.KIND_TITLES[kind]} pickle (Gs)" in listing
+    assert "num_classes          5" in listing
+    assert "2 classes are listed, but the model has 5" in listing
+
+
+def test_label_size_without_label_variables_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    state = random_stylegan2_state(Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS[:2])
+    path = write_tf_pickle(tmp_path / "g.pkl", stylegan2_network(state, static_kwargs={"label_size": 10}))
+    with pytest.raises(
+        CheckpointError,
+        match=r"Gs is class-conditional \(label_size 10\) but has no 'mapping/LabelConcat/weight'",
+    ):
+        load_checkpoint(path)
+
+
+def test_label_size_that_disagrees_with_the_label_matrix_is_refused(tmp_path: Path) -> None:
+    gs = stylegan_network(conditional_state("stylegan"), static_kwargs={"label_size": 7})
+    with pytest.raises(
+        CheckpointError, match=r"'mapping/LabelConcat/weight' of shape \(5, 24\); label_size is 7"
+    ):
+        load_checkpoint(write_tf_pickle(tmp_path / "g.pkl", gs))
+
+
+def test_genforce_conditional_stylegan_pth_loads_with_its_classes(tmp_path: Path) -> None:
+    state = conditional_state("stylegan")
+    path = tmp_path / "conditional.pth"
+    torch.save({"generator": state, "discriminator": {}, "generator_smooth": state}, path)
+    generator = load_checkpoint(path, device="cpu")
+    assert generator.num_classes == NUM_CLASSES and generator.source_format == "genforce .pth"
+    z = generator.sample_latents(3, SEED)
+    reference = reference_generator("stylegan", state)
+    for k in (0, 4):
+        torch.testing.assert_close(
+            generator.to_edit_space(z, classes=k), reference.to_edit_space(z, classes=k)
+        )
+
+
+# ---- codes: the class enters the mapping network -------------------------------------------------
+def test_codes_are_what_the_tf_mapping_computes_for_each_class(written) -> None:
+    kind, gs, path = written
+    generator = load_checkpoint(path, device="cpu")
+    z = generator.sample_latents(6, SEED)
+    z64 = z.double().numpy()
+    for k in range(NUM_CLASSES):
+        expected = tf_mapping(gs, kind, z64, np.full(len(z), k))
+        codes = generator.to_edit_space(z, classes=k).double().numpy()  # (N, num_layers, w_dim)
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(
+            codes, np.repeat(expected[:, None], generator.num_layers, 1), atol=LATENT_ATOL * scale
+        )
+    mixed = np.array([0, 3, 1, 4, 2, 2])
+    expected = tf_mapping(gs, kind, z64, mixed)
+    truncated = generator.to_edit_space(z, TRUNC_PSI, classes=torch.from_numpy(mixed)).double().numpy()
+    average = dlatent_avg(gs)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(
+        truncated[:, 0], average + (expected - average) * TRUNC_PSI, atol=LATENT_ATOL * scale
+    )
+
+
+def test_class_changes_the_code_and_a_seed_and_class_give_it_again(written) -> None:
+    _, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    one, three = generator.sample(2, SEED, classes=1), generator.sample(2, SEED, classes=3)
+    assert float((one - three).abs().max()) > 100 * LATENT_ATOL
+    torch.testing.assert_close(generator.sample(2, SEED, classes=1), one, rtol=0, atol=0)
+    torch.testing.assert_close(
+        generator.sample(2, SEED), generator.sample(2, SEED, classes=0), rtol=0, atol=0
+    )
+    with pytest.raises(ValueError, match=r"class indices must be in \[0, 5\)"):
+        generator.sample(1, SEED, classes=NUM_CLASSES)
+
+
+def test_tf_file_draws_and_factorizes_what_its_pytorch_layout_does(written) -> None:
+    kind, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    reference = reference_generator(kind, conditional_state(kind))
+    for k in (0, 2, 4):
+        codes = generator.sample(3, SEED, TRUNC_PSI, classes=k)
+        torch.testing.assert_close(
+            codes, reference.sample(3, SEED, TRUNC_PSI, classes=k), rtol=0, atol=LATENT_ATOL
+        )
+        images = generator.synthesize(codes, classes=k).numpy()
+        # synthesis reads the class from w alone: the same pixels with or without it
+        np.testing.assert_array_equal(images, generator.synthesize(codes).numpy())
+        scale = max(1.0, float(np.abs(images).max()))
+        expected = reference.synthesize(codes).numpy()
+        np.testing.assert_allclose(images, expected, rtol=0, atol=IMAGE_ATOL * scale)
+    first = generator.synthesize(generator.sample(1, SEED, classes=0))
+    last = generator.synthesize(generator.sample(1, SEED, classes=4))
+    assert float((first - last).abs().max()) > 10 * IMAGE_ATOL
+    ours, theirs = factorize(generator, "all"), factorize(reference, "all")
+    np.testing.assert_allclose(ours.eigenvalues, theirs.eigenvalues, rtol=EIGENVALUE_RTOL)
+
+
+# ---- the paths that sample ------------------------------------------------------------------------
+def test_switching_class_in_the_editor_redraws_the_seed_for_that_class(written) -> None:
+    _, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    rows = session.CodeRows()
+    truncation = session.Truncation(TRUNC_PSI, 4)
+    settings = session.Settings("all", 3, truncation, class_index=1)
+    state = session.new_state("tf", generator, session.CodeSource("seed", SEED), rows, settings)
+    np.testing.assert_array_equal(state.code, generator.sample(1, SEED, TRUNC_PSI, 4, classes=1).numpy())
+    moved, _ = session.apply_settings(state, generator, rows, session.Settings("all", 3, truncation, 3))
+    assert moved.class_index == 3
+    np.testing.assert_array_equal(moved.code, generator.sample(1, SEED, TRUNC_PSI, 4, classes=3).numpy())
+    assert np.abs(moved.code - state.code).max() > 100 * LATENT_ATOL
+    back, _ = session.apply_settings(moved, generator, rows, settings)
+    np.testing.assert_array_equal(back.code, state.code)
+
+
+def test_recipe_of_a_conditional_seed_replays_its_class(written, tmp_path: Path) -> None:
+    _, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    settings = session.Settings("all", 3, session.Truncation(), class_index=2)
+    state = session.new_state("tf", generator, session.CodeSource("seed", SEED), session.CodeRows(), settings)
+    state = state.with_alphas([1.5, 0.0, -2.0])
+    recipe = read_recipe(write_recipe(tmp_path / "edit.yaml", session.edit_recipe(state)))
+    assert recipe.seed == SEED and recipe.conditioning is not None and recipe.conditioning.class_index == 2
+    semantics = factorize(generator, "all")
+    torch.testing.assert_close(
+        recipe_codes(recipe, generator), session.edited_code(generator, semantics, state)
+    )
+
+
+def _rendered(tmp_path: Path, path: Path, capsys, *extra: str) -> bytes:
+    out = tmp_path / "_".join(extra or ("none",))
+    argv = ["render", str(path), "-N", "1", "-K", "1", "--steps", "1", "--start", "0", "--end", "0"]
+    assert main([*argv, "--out", str(out), "--device", "cpu", *extra]) == 0, capsys.readouterr().err
+    (png,) = out.glob("*_sample_000.png")
+    return png.read_bytes()
+
+
+def test_sefa_render_draws_the_class_it_is_given(written, tmp_path: Path, capsys) -> None:
+    _, _, path = written
+    one = _rendered(tmp_path, path, capsys, "--class-index", "1")
+    assert one != _rendered(tmp_path, path, capsys, "--class-index", "3")
+    assert _rendered(tmp_path, path, capsys) == _rendered(tmp_path, path, capsys, "--class-index", "0")
+
+
+def test_sweep_shards_sample_with_the_class_they_draw_with(written) -> None:
+    _, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    model = prepare_model(generator, "tf", "all", 1, conditioning={"classes": 3, "truncation": 1.0})
+    shard = np.load(io.BytesIO(shard_npz(model, SeedRange(SEED, SEED + 1), [0.0], batch_size=2)))["images"]
+    expected = to_uint8(generator.synthesize(generator.sample(1, SEED + 1, classes=3)))[0]  # (H, W, 3)
+    other = to_uint8(generator.synthesize(generator.sample(1, SEED + 1, classes=0)))[0]
+    drawn = shard[1, 0, 0].astype(np.int64)  # seed SEED + 1, semantic 0, distance 0
+    assert np.abs(drawn - expected).max() <= 1 < np.abs(drawn - other).max()
+
+
+def test_pca_samples_draw_classes_uniformly(written) -> None:
+    _, _, path = written
+    generator = load_checkpoint(path, device="cpu")
+    n = 40
+    rows = pca.sample_rows(generator, n, SEED)  # (n, w_dim)
+    np.testing.assert_array_equal(rows, pca.sample_rows(generator, n, SEED))
+    z = generator.sample_latents(n, SEED)
+    per_class = np.stack(
+        [generator.to_edit_space(z, classes=k)[:, 0].double().numpy() for k in range(NUM_CLASSES)]
+    )
+    distances = np.abs(per_class - rows[None]).max(axis=2)  # (classes, n)
+    assert distances.min(axis=0).max() < LATENT_ATOL
+    assert len(set(distances.argmin(axis=0))) == NUM_CLASSES
