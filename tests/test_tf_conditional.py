@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import fixture_dir
 from tf_pickle_writer import (
     LABEL_WEIGHT,
     Network,
@@ -100,13 +101,17 @@ def written(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Networ
     return kind, gs, write_tf_pickle(tmp_path / f"conditional_{kind}.pkl", gs)
 
 
-def tf_mapping(gs: Network, kind: str, z: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """w (N, w_dim) from the raw ``mapping`` variables, in float64, as TF's G_mapping computes it."""
-    variables = dict(gs.__getstate__()["components"]["mapping"].__getstate__()["variables"])
+def mapping_variables(gs: Network) -> dict[str, np.ndarray]:
+    """The raw variables of ``Gs``'s mapping component, by TF name (``Dense0/weight`` [in, out], ...)."""
+    return dict(gs.__getstate__()["components"]["mapping"].__getstate__()["variables"])
+
+
+def tf_mapping(variables: dict[str, np.ndarray], kind: str, z: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """w (N, w_dim) from TF mapping variables, in float64, as TF's G_mapping computes it."""
     label_weight = variables["LabelConcat/weight"].astype(np.float64)  # [label_size, latent_size], plain
     x = np.concatenate([z, np.eye(len(label_weight))[classes] @ label_weight], axis=1)
     x = x / np.sqrt(np.mean(x**2, axis=1, keepdims=True) + NORMALIZE_EPS)
-    for index in range(MAPPING_LAYERS):
+    for index in range(sum(name.startswith("Dense") and name.endswith("/weight") for name in variables)):
         weight = variables[f"Dense{index}/weight"].astype(np.float64)  # [in, out]
         bias = variables[f"Dense{index}/bias"].astype(np.float64)
         runtime = TF_LRMUL / np.sqrt(weight.shape[0])  # use_wscale: he_std * lrmul
@@ -188,6 +193,29 @@ def test_genforce_conditional_stylegan_pth_loads_with_its_classes(tmp_path: Path
         )
 
 
+def test_genforce_conditional_stylegan2_pth_maps_as_tf_does(tmp_path: Path) -> None:
+    """genforce's conditional StyleGAN2 (``mapping.label_weight``) holds the same concat-then-normalise."""
+    state = dict(torch.load(fixture_dir("genforce_stylegan2_32") / "checkpoint.pth")["generator_smooth"])
+    hidden, z_dim = state["mapping.dense0.weight"].shape
+    weights = torch.Generator().manual_seed(SEED)
+    state["mapping.dense0.weight"] = torch.randn(hidden, 2 * z_dim, generator=weights) / TF_LRMUL
+    state["mapping.label_weight"] = torch.randn(NUM_CLASSES, z_dim, generator=weights)
+    path = tmp_path / "conditional.pth"
+    torch.save({"generator_smooth": state}, path)
+    generator = load_checkpoint(path, device="cpu")
+    assert generator.architecture == "stylegan2" and generator.num_classes == NUM_CLASSES
+    variables = {"LabelConcat/weight": state["mapping.label_weight"].double().numpy()}
+    for index in range(sum(1 for key in state if key.startswith("mapping.dense") and key.endswith("weight"))):
+        variables[f"Dense{index}/weight"] = state[f"mapping.dense{index}.weight"].T.double().numpy()
+        variables[f"Dense{index}/bias"] = state[f"mapping.dense{index}.bias"].double().numpy()
+    z = generator.sample_latents(4, SEED)
+    for k in (1, 4):
+        expected = tf_mapping(variables, "stylegan2", z.double().numpy(), np.full(len(z), k))
+        scale = max(1.0, float(np.abs(expected).max()))
+        codes = generator.to_edit_space(z, classes=k)[:, 0].double().numpy()
+        np.testing.assert_allclose(codes, expected, rtol=0, atol=LATENT_ATOL * scale)
+
+
 # ---- codes: the class enters the mapping network -------------------------------------------------
 def test_codes_are_what_the_tf_mapping_computes_for_each_class(written) -> None:
     kind, gs, path = written
@@ -195,14 +223,14 @@ def test_codes_are_what_the_tf_mapping_computes_for_each_class(written) -> None:
     z = generator.sample_latents(6, SEED)
     z64 = z.double().numpy()
     for k in range(NUM_CLASSES):
-        expected = tf_mapping(gs, kind, z64, np.full(len(z), k))
+        expected = tf_mapping(mapping_variables(gs), kind, z64, np.full(len(z), k))
         codes = generator.to_edit_space(z, classes=k).double().numpy()  # (N, num_layers, w_dim)
         scale = max(1.0, float(np.abs(expected).max()))
         np.testing.assert_allclose(
             codes, np.repeat(expected[:, None], generator.num_layers, 1), atol=LATENT_ATOL * scale
         )
     mixed = np.array([0, 3, 1, 4, 2, 2])
-    expected = tf_mapping(gs, kind, z64, mixed)
+    expected = tf_mapping(mapping_variables(gs), kind, z64, mixed)
     truncated = generator.to_edit_space(z, TRUNC_PSI, classes=torch.from_numpy(mixed)).double().numpy()
     average = dlatent_avg(gs)
     scale = max(1.0, float(np.abs(expected).max()))

@@ -11,6 +11,9 @@ as the published converters do, into the state dict of a layout we already build
   ``[in, out]`` -> ``(out, in)``, the 4x4 ``Dense`` reshaped into a conv kernel and flipped;
 - StyleGAN2 -> NVIDIA's ``G_ema`` state dict (stylegan2-ada-pytorch ``legacy.py``): the modulation
   bias gets its +1, up-sampling kernels are flipped, noise variables become ``noise_const``.
+A class-conditional StyleGAN / StyleGAN2 (``label_size > 0``) holds ``mapping/LabelConcat/weight``,
+which both targets take as ``mapping.label_weight`` (genforce's name for it); the class then enters
+the mapping network only. StyleGAN2-ADA's ``mapping/LabelEmbed`` is refused.
 The conversion (``Conversion``) is what the cache stores, so a second load skips all of this.
 """
 
