@@ -408,12 +408,13 @@ def test_nvidia_pickle_uses_g_ema_and_its_conv_clamp():
     assert _max_diff(generator.synthesize(codes), unclamped.synthesize(codes)) > IMAGE_ATOL
 
 
-def test_class_conditional_nvidia_state_dict_is_refused_in_one_line(tmp_path):
+def test_class_embedding_without_its_bias_is_refused_naming_it(tmp_path):
+    """Conditional NVIDIA files load (tests/test_tf_conditional.py); a broken embedding is named."""
     state = _nvidia_state(_tiny_generator(10))
     state["mapping.embed.weight"] = torch.randn(TINY_W, 5)
     path = tmp_path / "conditional.pt"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match="class-conditional") as error:
+    with pytest.raises(CheckpointError, match="NVIDIA state dict: missing key 'mapping.embed.bias'") as error:
         load_checkpoint(path, device="cpu")
     assert "\n" not in str(error.value)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from conftest import fixture_dir
+from pickle_factory import write_network_pickle
 from tf_pickle_writer import (
     LABEL_WEIGHT,
     Network,
@@ -44,7 +46,12 @@ from sefa_core.sweep import SeedRange, prepare_model, shard_npz
 NUM_CLASSES = 5
 Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS = 24, 20, 40, 3  # non-default mapping widths
 CHANNELS = [16, 16, 8, 8, 8]  # 4 to 64 px
-KINDS = ("stylegan", "stylegan2")
+EMBED_FEATURES = 12  # StyleGAN2-ADA's class embedding, narrower than w as a non-default width
+VARIANTS = {  # what the test writes -> (architecture, class embedding width; 0: LabelConcat)
+    "stylegan": ("stylegan", 0),
+    "stylegan2": ("stylegan2", 0),
+    "stylegan2-ada": ("stylegan2", EMBED_FEATURES),
+}
 TF_LRMUL = 0.01  # G_mapping's mapping_lrmul default
 LRELU_SLOPE = 0.2
 NORMALIZE_EPS = 1e-8
@@ -72,13 +79,13 @@ def _trained_like(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
     }
 
 
-def conditional_state(kind: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def conditional_state(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """A conditional state dict in the layout the TF file is checked against (genforce / NVIDIA)."""
+    kind, embed_features = VARIANTS[variant]
+    sizes = (Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS, seed, NUM_CLASSES)
     if kind == "stylegan":
-        state = random_stylegan_state(Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS, seed, NUM_CLASSES)
-        return _trained_like(state, "mapping.dense")
-    state = random_stylegan2_state(Z_DIM, W_DIM, HIDDEN, MAPPING_LAYERS, CHANNELS, seed, NUM_CLASSES)
-    return _trained_like(state, "mapping.fc")
+        return _trained_like(random_stylegan_state(*sizes), "mapping.dense")
+    return _trained_like(random_stylegan2_state(*sizes, embed_features=embed_features), "mapping.fc")
 
 
 def gs_network(kind: str, state: dict[str, torch.Tensor]) -> Network:
@@ -94,11 +101,18 @@ def reference_generator(kind: str, state: dict[str, torch.Tensor]) -> Generator:
     return generator.eval()
 
 
-@pytest.fixture(params=KINDS)
-def written(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Network, Path]:
-    kind = request.param
-    gs = gs_network(kind, conditional_state(kind))
-    return kind, gs, write_tf_pickle(tmp_path / f"conditional_{kind}.pkl", gs)
+class Written(NamedTuple):
+    kind: str  # the architecture
+    state: dict[str, torch.Tensor]  # the same weights in the PyTorch layout
+    gs: Network
+    path: Path  # the TF pickle
+
+
+@pytest.fixture(params=VARIANTS)
+def written(request: pytest.FixtureRequest, tmp_path: Path) -> Written:
+    kind, state = VARIANTS[request.param][0], conditional_state(request.param)
+    gs = gs_network(kind, state)
+    return Written(kind, state, gs, write_tf_pickle(tmp_path / f"conditional_{request.param}.pkl", gs))
 
 
 def mapping_variables(gs: Network) -> dict[str, np.ndarray]:
@@ -108,9 +122,13 @@ def mapping_variables(gs: Network) -> dict[str, np.ndarray]:
 
 def tf_mapping(variables: dict[str, np.ndarray], kind: str, z: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """w (N, w_dim) from TF mapping variables, in float64, as TF's G_mapping computes it."""
-    label_weight = variables["LabelConcat/weight"].astype(np.float64)  # [label_size, latent_size], plain
-    x = np.concatenate([z, np.eye(len(label_weight))[classes] @ label_weight], axis=1)
-    x = x / np.sqrt(np.mean(x**2, axis=1, keepdims=True) + NORMALIZE_EPS)
+    if "LabelEmbed/weight" in variables:  # StyleGAN2-ADA: dense_layer (gain 1, lrmul 1) + bias, linear
+        embed = variables["LabelEmbed/weight"].astype(np.float64)  # [label_size, embed]
+        y = np.eye(len(embed))[classes] @ (embed / np.sqrt(len(embed))) + variables["LabelEmbed/bias"]
+        x = np.concatenate([_normalized(z), _normalized(y)], axis=1)  # each normalised on its own
+    else:
+        label_weight = variables["LabelConcat/weight"].astype(np.float64)  # [label_size, latent_size], plain
+        x = _normalized(np.concatenate([z, np.eye(len(label_weight))[classes] @ label_weight], axis=1))
     for index in range(sum(name.startswith("Dense") and name.endswith("/weight") for name in variables)):
         weight = variables[f"Dense{index}/weight"].astype(np.float64)  # [in, out]
         bias = variables[f"Dense{index}/bias"].astype(np.float64)
@@ -124,13 +142,17 @@ def tf_mapping(variables: dict[str, np.ndarray], kind: str, z: np.ndarray, class
     return x
 
 
+def _normalized(x: np.ndarray) -> np.ndarray:
+    return x / np.sqrt(np.mean(x**2, axis=1, keepdims=True) + NORMALIZE_EPS)
+
+
 def dlatent_avg(gs: Network) -> np.ndarray:
     return dict(gs.__getstate__()["variables"])["dlatent_avg"].astype(np.float64)
 
 
 # ---- loading -------------------------------------------------------------------------------------
 def test_conditional_tf_stylegan_loads_with_classes_named_0_to_n(written, tmp_path: Path) -> None:
-    kind, _, path = written
+    kind, path = written.kind, written.path
     generator = load_checkpoint(path, device="cpu")
     assert generator.architecture == kind and generator.resolution == 64
     assert generator.num_classes == NUM_CLASSES and generator.describe()["num_classes"] == NUM_CLASSES
@@ -143,7 +165,7 @@ def test_conditional_tf_stylegan_loads_with_classes_named_0_to_n(written, tmp_pa
 
 
 def test_config_yaml_names_the_classes(written, tmp_path: Path, capsys) -> None:
-    kind, gs, _ = written
+    kind, gs = written.kind, written.gs
     (tmp_path / "checkpoints").mkdir()
     write_tf_pickle(tmp_path / "checkpoints" / "tf.pkl", gs)
     config = tmp_path / "config.yaml"
@@ -174,7 +196,7 @@ def test_label_size_without_label_variables_is_refused_naming_the_variable(tmp_p
 def test_label_size_that_disagrees_with_the_label_matrix_is_refused(tmp_path: Path) -> None:
     gs = stylegan_network(conditional_state("stylegan"), static_kwargs={"label_size": 7})
     with pytest.raises(
-        CheckpointError, match=r"'mapping/LabelConcat/weight' of shape \(5, 24\); label_size is 7"
+        CheckpointError, match=r"has 'mapping/LabelConcat/weight' for 5 classes; label_size is 7"
     ):
         load_checkpoint(write_tf_pickle(tmp_path / "g.pkl", gs))
 
@@ -216,9 +238,42 @@ def test_genforce_conditional_stylegan2_pth_maps_as_tf_does(tmp_path: Path) -> N
         np.testing.assert_allclose(codes, expected, rtol=0, atol=LATENT_ATOL * scale)
 
 
+@pytest.mark.parametrize("container", ["network pickle", "bare state dict"])
+def test_nvidia_stylegan2_ada_with_c_dim_loads_and_draws_what_its_tf_release_draws(
+    container: str, tmp_path: Path
+) -> None:
+    state = conditional_state("stylegan2-ada")
+    path = tmp_path / "network-snapshot.pkl"
+    if container == "network pickle":
+        kwargs = {
+            "z_dim": Z_DIM,
+            "c_dim": NUM_CLASSES,
+            "w_dim": W_DIM,
+            "img_resolution": 64,
+            "img_channels": 3,
+            "mapping_kwargs": {"num_layers": MAPPING_LAYERS, "embed_features": EMBED_FEATURES},
+            "synthesis_kwargs": {"architecture": "skip", "conv_clamp": None},
+        }
+        write_network_pickle(path, state, kwargs)
+    else:
+        torch.save(state, path.with_suffix(".pt"))
+        path = path.with_suffix(".pt")
+    generator = load_checkpoint(path, device="cpu")
+    assert generator.num_classes == NUM_CLASSES and generator.class_names == ("0", "1", "2", "3", "4")
+    tf_file = load_checkpoint(write_tf_pickle(tmp_path / "ada.pkl", stylegan2_network(state)), device="cpu")
+    for k in (1, 3):
+        codes = tf_file.sample(2, SEED, TRUNC_PSI, classes=k)
+        torch.testing.assert_close(
+            generator.sample(2, SEED, TRUNC_PSI, classes=k), codes, rtol=0, atol=LATENT_ATOL
+        )
+        images = generator.synthesize(codes).numpy()
+        scale = max(1.0, float(np.abs(images).max()))
+        np.testing.assert_allclose(tf_file.synthesize(codes).numpy(), images, rtol=0, atol=IMAGE_ATOL * scale)
+
+
 # ---- codes: the class enters the mapping network -------------------------------------------------
 def test_codes_are_what_the_tf_mapping_computes_for_each_class(written) -> None:
-    kind, gs, path = written
+    kind, gs, path = written.kind, written.gs, written.path
     generator = load_checkpoint(path, device="cpu")
     z = generator.sample_latents(6, SEED)
     z64 = z.double().numpy()
@@ -240,7 +295,7 @@ def test_codes_are_what_the_tf_mapping_computes_for_each_class(written) -> None:
 
 
 def test_class_changes_the_code_and_a_seed_and_class_give_it_again(written) -> None:
-    _, _, path = written
+    path = written.path
     generator = load_checkpoint(path, device="cpu")
     one, three = generator.sample(2, SEED, classes=1), generator.sample(2, SEED, classes=3)
     assert float((one - three).abs().max()) > 100 * LATENT_ATOL
@@ -253,9 +308,9 @@ def test_class_changes_the_code_and_a_seed_and_class_give_it_again(written) -> N
 
 
 def test_tf_file_draws_and_factorizes_what_its_pytorch_layout_does(written) -> None:
-    kind, _, path = written
+    kind, path = written.kind, written.path
     generator = load_checkpoint(path, device="cpu")
-    reference = reference_generator(kind, conditional_state(kind))
+    reference = reference_generator(kind, written.state)
     for k in (0, 2, 4):
         codes = generator.sample(3, SEED, TRUNC_PSI, classes=k)
         torch.testing.assert_close(
@@ -276,7 +331,7 @@ def test_tf_file_draws_and_factorizes_what_its_pytorch_layout_does(written) -> N
 
 # ---- the paths that sample ------------------------------------------------------------------------
 def test_switching_class_in_the_editor_redraws_the_seed_for_that_class(written) -> None:
-    _, _, path = written
+    path = written.path
     generator = load_checkpoint(path, device="cpu")
     rows = session.CodeRows()
     truncation = session.Truncation(TRUNC_PSI, 4)
@@ -292,7 +347,7 @@ def test_switching_class_in_the_editor_redraws_the_seed_for_that_class(written) 
 
 
 def test_recipe_of_a_conditional_seed_replays_its_class(written, tmp_path: Path) -> None:
-    _, _, path = written
+    path = written.path
     generator = load_checkpoint(path, device="cpu")
     settings = session.Settings("all", 3, session.Truncation(), class_index=2)
     state = session.new_state("tf", generator, session.CodeSource("seed", SEED), session.CodeRows(), settings)
@@ -314,14 +369,14 @@ def _rendered(tmp_path: Path, path: Path, capsys, *extra: str) -> bytes:
 
 
 def test_sefa_render_draws_the_class_it_is_given(written, tmp_path: Path, capsys) -> None:
-    _, _, path = written
+    path = written.path
     one = _rendered(tmp_path, path, capsys, "--class-index", "1")
     assert one != _rendered(tmp_path, path, capsys, "--class-index", "3")
     assert _rendered(tmp_path, path, capsys) == _rendered(tmp_path, path, capsys, "--class-index", "0")
 
 
 def test_sweep_shards_sample_with_the_class_they_draw_with(written) -> None:
-    _, _, path = written
+    path = written.path
     generator = load_checkpoint(path, device="cpu")
     model = prepare_model(generator, "tf", "all", 1, conditioning={"classes": 3, "truncation": 1.0})
     shard = np.load(io.BytesIO(shard_npz(model, SeedRange(SEED, SEED + 1), [0.0], batch_size=2)))["images"]
@@ -332,7 +387,7 @@ def test_sweep_shards_sample_with_the_class_they_draw_with(written) -> None:
 
 
 def test_pca_samples_draw_classes_uniformly(written) -> None:
-    _, _, path = written
+    path = written.path
     generator = load_checkpoint(path, device="cpu")
     n = 40
     rows = pca.sample_rows(generator, n, SEED)  # (n, w_dim)

@@ -31,6 +31,7 @@ MARKER_SOURCE = "open({marker!r}, 'w').close()\n\ndef G_main(*args, **kwargs):\n
 INIT_RES = 4
 KEPT_BUFFERS = ("lod", "blur.kernel")  # constants a trained model keeps as built
 LABEL_WEIGHT = "mapping.label_weight"  # (num_classes, z_dim): TF's LabelConcat/weight, not transposed
+EMBED = "mapping.embed"  # NVIDIA's class embedding (c_dim > 0): TF StyleGAN2-ADA's LabelEmbed, transposed
 STATE_VERSIONS = {"pggan": 2, "stylegan": 3, "stylegan2": 4}
 BUILD_FUNCS = {
     "pggan": ("G_paper", None, None),
@@ -175,15 +176,20 @@ def random_stylegan2_state(
     channels: list[int],
     seed: int = 0,
     num_classes: int = 0,
+    embed_features: int = 0,
 ) -> dict[str, torch.Tensor]:
     """An NVIDIA stylegan2-ada ``G_ema`` state dict (its key names and shapes) with random weights.
 
-    A conditional one holds TF's concatenated label matrix as ``mapping.label_weight``
-    (num_classes, z_dim), and ``mapping.fc0`` reads 2 * z_dim inputs.
+    A conditional one holds NVIDIA's class embedding ``mapping.embed`` (embed_features, num_classes)
+    with ``embed_features``, else TF's concatenated label matrix as ``mapping.label_weight``
+    (num_classes, z_dim); ``mapping.fc0`` reads z and the class input side by side.
     """
     shapes: dict[str, tuple[int, ...]] = {}
-    widths = [z_dim * (2 if num_classes else 1)] + [mapping_hidden] * (mapping_layers - 1) + [w_dim]
-    if num_classes:
+    label_features = embed_features or (z_dim if num_classes else 0)
+    widths = [z_dim + label_features] + [mapping_hidden] * (mapping_layers - 1) + [w_dim]
+    if embed_features:
+        shapes |= {f"{EMBED}.weight": (embed_features, num_classes), f"{EMBED}.bias": (embed_features,)}
+    elif num_classes:
         shapes[LABEL_WEIGHT] = (num_classes, z_dim)
     for index in range(mapping_layers):
         shapes[f"mapping.fc{index}.weight"] = (widths[index + 1], widths[index])
@@ -276,7 +282,7 @@ def stylegan_network(
     num_blocks = _blocks(state, "synthesis.output")
     resolutions = _resolutions(num_blocks)
     scale = 1.0 if mapping_lr_multiplier is None else 0.01 / mapping_lr_multiplier
-    mapping = _label_concat(state)
+    mapping = _label_input(state)
     for index in range(sum(1 for key in state if key.startswith("mapping.dense") and key.endswith("weight"))):
         mapping[f"Dense{index}/weight"] = state[f"mapping.dense{index}.weight"].T * scale
         mapping[f"Dense{index}/bias"] = state[f"mapping.dense{index}.bias"] * scale
@@ -306,8 +312,11 @@ def stylegan_network(
     return _styled_network("stylegan", version, resolutions[-1], gs, mapping, synthesis, extra, marker)
 
 
-def _label_concat(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """G_mapping's ``LabelConcat/weight`` [label_size, latent_size] of a conditional state, else {}."""
+def _label_input(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """G_mapping's class input of a conditional state, else {}: ``LabelConcat/weight`` [label_size,
+    latent_size], or StyleGAN2-ADA's ``LabelEmbed`` dense layer [label_size, embed] + bias."""
+    if f"{EMBED}.weight" in state:
+        return {"LabelEmbed/weight": state[f"{EMBED}.weight"].T, "LabelEmbed/bias": state[f"{EMBED}.bias"]}
     return {"LabelConcat/weight": state[LABEL_WEIGHT]} if LABEL_WEIGHT in state else {}
 
 
@@ -321,7 +330,7 @@ def stylegan2_network(
     """``Gs`` of a StyleGAN2 snapshot (``G_main``) holding an NVIDIA ``G_ema`` ``state``; ``version``
     5 writes the StyleGAN2-ADA TF release's extra state keys."""
     resolutions = sorted({int(key.split(".")[1][1:]) for key in state if key.startswith("synthesis.b")})
-    mapping = _label_concat(state)
+    mapping = _label_input(state)
     for index in range(sum(1 for key in state if key.startswith("mapping.fc") and key.endswith("weight"))):
         mapping[f"Dense{index}/weight"] = state[f"mapping.fc{index}.weight"].T
         mapping[f"Dense{index}/bias"] = state[f"mapping.fc{index}.bias"]
@@ -357,7 +366,7 @@ def _styled_network(
     marker: Path | None,
 ) -> Network:
     main, mapping_func, synthesis_func = BUILD_FUNCS[kind]
-    label = mapping.get("LabelConcat/weight")
+    label = mapping.get("LabelConcat/weight", mapping.get("LabelEmbed/weight"))  # [label_size, ...]
     static = _kwargs(resolution, 0 if label is None else len(label), extra)
     source = _source(marker)
 

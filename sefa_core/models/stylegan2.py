@@ -44,6 +44,7 @@ DEFAULT_RESAMPLE_TAPS = (1.0, 3.0, 3.0, 1.0)  # the binomial FIR filter every pu
 MEAN_W_SAMPLES = 4096  # rosinality's ``mean_latent(4096)``: the truncation centre when none is stored
 MEAN_W_SEED = 0
 LABEL_WEIGHT_KEY = "mapping.label_weight"  # the conditional mapping's LabelConcat matrix, in every layout
+EMBED_WEIGHT_KEY = "mapping.embed.weight"  # StyleGAN2-ADA's class embedding, as NVIDIA names it
 FILTER_ATOL = 1e-6
 
 
@@ -147,31 +148,48 @@ class EqualizedLinear(nn.Module):
         return bias_act(F.linear(x, weight), bias, lrelu=True, clamp=None)
 
 
+def normalize_2nd_moment(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit root-mean-square, (N, C): what the mapping network does to its inputs."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + NORMALIZE_EPS)
+
+
 class MappingNetwork(nn.Module):
     """z -> w: normalise z's second moment, then leaky-ReLU dense layers at a reduced learning rate.
 
-    A class-conditional one (TF ``label_size > 0``, genforce ``label_weight``) holds ``label_weight``
-    (num_classes, z_dim), TF's plain ``LabelConcat`` matrix: z and ``one_hot @ label_weight`` are
-    concatenated before the normalisation, so the first layer reads 2 * z_dim inputs.
+    A class-conditional one reads the class in one of two ways:
+    - ``label_weight`` (num_classes, z_dim), TF's plain ``LabelConcat`` matrix (original StyleGAN2,
+      genforce): z and ``one_hot @ label_weight`` are concatenated, then normalised together;
+    - ``embed`` (``embed_features`` > 0), StyleGAN2-ADA's dense layer (NVIDIA ``mapping.embed``, TF
+      ``LabelEmbed``): z and ``embed(one_hot)`` are normalised each on its own, then concatenated.
     """
 
-    def __init__(self, widths: Sequence[int], lr_multiplier: float, num_classes: int = 0) -> None:
+    def __init__(
+        self, widths: Sequence[int], lr_multiplier: float, num_classes: int = 0, embed_features: int = 0
+    ) -> None:
         """``widths``: [z_dim, hidden..., w_dim]; one dense layer per consecutive pair."""
         super().__init__()
         require(len(widths) >= 2, "the mapping network has at least one layer")
+        require(num_classes > 0 or not embed_features, "a class embedding needs classes")
         z_dim = widths[0]
+        label_features = embed_features or (z_dim if num_classes else 0)
         self.layers = nn.ModuleList(
             EqualizedLinear(a, b, lr_multiplier=lr_multiplier, lrelu=True)
-            for a, b in pairwise([z_dim * (2 if num_classes else 1), *widths[1:]])
+            for a, b in pairwise([z_dim + label_features, *widths[1:]])
         )
-        if num_classes:
+        self.embeds = embed_features > 0
+        if self.embeds:
+            self.embed = EqualizedLinear(num_classes, embed_features)  # NVIDIA's lr_multiplier 1, linear
+        elif num_classes:
             self.label_weight = nn.Parameter(torch.zeros(num_classes, z_dim))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``labels``: (N, num_classes) one-hot rows, for a class-conditional network only."""
-        if labels is not None:
-            z = torch.cat([z, labels @ self.label_weight], dim=1)  # (N, 2 * z_dim)
-        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + NORMALIZE_EPS)
+        if labels is not None and self.embeds:
+            x = torch.cat([normalize_2nd_moment(z), normalize_2nd_moment(self.embed(labels))], dim=1)
+        else:
+            if labels is not None:
+                z = torch.cat([z, labels @ self.label_weight], dim=1)  # (N, 2 * z_dim)
+            x = normalize_2nd_moment(z)
         for layer in self.layers:
             x = layer(x)
         return x  # (N, w_dim)
@@ -427,10 +445,12 @@ class StyleGAN2Generator(Generator):
         conv_clamp: float | None = None,
         resample_taps: Sequence[float] = DEFAULT_RESAMPLE_TAPS,
         num_classes: int = 0,
+        embed_features: int = 0,
     ) -> None:
         """``mapping_widths``: [z_dim, hidden..., w_dim]; ``channels``: feature maps per resolution
         from 4x4 up; ``conv_clamp``: NVIDIA's activation clamp (None in genforce and rosinality);
-        ``num_classes``: a class-conditional mapping network's classes (they change w only)."""
+        ``num_classes``: a class-conditional mapping network's classes (they change w only), read
+        through an ``embed_features``-wide embedding (StyleGAN2-ADA) or, with 0, a concat."""
         w_dim = mapping_widths[-1]
         super().__init__(
             latent_dim=mapping_widths[0],
@@ -439,7 +459,7 @@ class StyleGAN2Generator(Generator):
             num_layers=2 * len(channels),
             layer_names=row_names(len(channels)),
         )
-        self.mapping = MappingNetwork(mapping_widths, mapping_lr_multiplier, num_classes)
+        self.mapping = MappingNetwork(mapping_widths, mapping_lr_multiplier, num_classes, embed_features)
         self.num_classes = num_classes
         self.class_names = tuple(str(index) for index in range(num_classes))
         self.synthesis = SynthesisNetwork(w_dim, channels, conv_clamp=conv_clamp, resample_taps=resample_taps)
@@ -480,7 +500,8 @@ def build_stylegan2(
     over ``MEAN_W_SAMPLES`` z drawn with seed ``MEAN_W_SEED``, as rosinality's ``mean_latent(4096)``
     does with unseeded z.
     """
-    label_weight = state.get(LABEL_WEIGHT_KEY)  # (num_classes, z_dim) in a class-conditional network
+    label_weight = state.get(LABEL_WEIGHT_KEY)  # (num_classes, z_dim): a concat-conditional network
+    embed = state.get(EMBED_WEIGHT_KEY)  # (embed_features, num_classes): an embedding-conditional one
     mapping_keys = sorted(
         (key for key in state if re.fullmatch(r"mapping\.layers\.\d+\.weight", key)),
         key=lambda key: int(key.split(".")[2]),
@@ -495,13 +516,20 @@ def build_stylegan2(
     to_rgb_weights = [state[key] for key in to_rgb_keys]
     if to_rgb_weights[0].shape[0] != IMAGE_CHANNELS:
         raise ValueError(f"the generator makes {to_rgb_weights[0].shape[0]}-channel images, not RGB")
-    z_dim = state[mapping_keys[0]].shape[1] if label_weight is None else label_weight.shape[1]
+    first_inputs = state[mapping_keys[0]].shape[1]
+    if embed is not None:
+        num_classes, embed_features, z_dim = embed.shape[1], embed.shape[0], first_inputs - embed.shape[0]
+    elif label_weight is not None:
+        num_classes, embed_features, z_dim = label_weight.shape[0], 0, label_weight.shape[1]
+    else:
+        num_classes, embed_features, z_dim = 0, 0, first_inputs
     generator = StyleGAN2Generator(
         mapping_widths=[z_dim] + [state[key].shape[0] for key in mapping_keys],
         channels=[weight.shape[1] for weight in to_rgb_weights],  # (3, C, 1, 1)
         mapping_lr_multiplier=mapping_lr_multiplier,
         conv_clamp=conv_clamp,
-        num_classes=0 if label_weight is None else label_weight.shape[0],
+        num_classes=num_classes,
+        embed_features=embed_features,
     )
     has_w_avg = "w_avg" in state
     generator.load_weights(state if has_w_avg else {**state, "w_avg": generator.w_avg})

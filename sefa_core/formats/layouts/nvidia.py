@@ -45,6 +45,7 @@ _CONV_PARTS = {
     "noise_const": "noise_const",
 }
 _MAPPING = re.compile(r"mapping\.fc(\d+)\.(weight|bias)")
+_EMBED = re.compile(r"mapping\.embed\.(weight|bias)")  # c_dim > 0: the class embedding
 _LAYER = re.compile(
     r"synthesis\.b(\d+)\.(conv0|conv1|torgb)\.(weight|bias|noise_strength|noise_const|affine\.weight|affine\.bias)"
 )
@@ -95,8 +96,6 @@ def build_network(state: Mapping[str, torch.Tensor], kwargs: Mapping[str, Any] |
         raise ValueError(f"missing key '{W_AVG_KEY}': NVIDIA's generators always store the truncation centre")
     if STYLEGAN3_KEY in state:
         return build_stylegan3(dict(state), None if kwargs is None else dict(kwargs))
-    if "mapping.embed.weight" in state or (kwargs or {}).get("c_dim", 0):
-        raise ValueError("class-conditional networks (c_dim > 0) are not supported")
     if kwargs is None:  # a bare state dict records no constructor options
         options: dict[str, Any] = {"conv_clamp": TRAIN_PY_CONV_CLAMP}
     else:
@@ -122,8 +121,8 @@ def canonical_state(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
             state[f"mapping.layers.{match[1]}.{match[2]}"] = value
         elif key == W_AVG_KEY:
             state["w_avg"] = value
-        elif key == LABEL_WEIGHT_KEY:  # TF StyleGAN2's LabelConcat, as ``tensorflow`` converts it
-            state[key] = value
+        elif key == LABEL_WEIGHT_KEY or _EMBED.fullmatch(key):  # the class input of a conditional network
+            state[key] = value  # (``mapping.label_weight`` is TF StyleGAN2's LabelConcat)
         elif key == STYLEGAN2_KEY:
             state["synthesis.const"] = value
         elif match := _LAYER.fullmatch(key):

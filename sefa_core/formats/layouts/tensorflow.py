@@ -13,7 +13,7 @@ as the published converters do, into the state dict of a layout we already build
   bias gets its +1, up-sampling kernels are flipped, noise variables become ``noise_const``.
 A class-conditional StyleGAN / StyleGAN2 (``label_size > 0``) holds ``mapping/LabelConcat/weight``,
 which both targets take as ``mapping.label_weight`` (genforce's name for it); the class then enters
-the mapping network only. StyleGAN2-ADA's ``mapping/LabelEmbed`` is refused.
+the mapping network only. StyleGAN2-ADA's ``mapping/LabelEmbed`` becomes NVIDIA's ``mapping.embed``.
 The conversion (``Conversion``) is what the cache stores, so a second load skips all of this.
 """
 
@@ -35,7 +35,12 @@ from sefa_core.formats.layouts.common import Conversion, Layout
 from sefa_core.models.base import Generator
 from sefa_core.models.pggan import INIT_RES
 from sefa_core.models.stylegan import MAPPING_LR_MUL, Blur
-from sefa_core.models.stylegan2 import LABEL_WEIGHT_KEY, MAPPING_LR_MULTIPLIER, fir_kernel
+from sefa_core.models.stylegan2 import (
+    EMBED_WEIGHT_KEY,
+    LABEL_WEIGHT_KEY,
+    MAPPING_LR_MULTIPLIER,
+    fir_kernel,
+)
 from sefa_core.models.stylegan3 import W_AVG_KEY
 
 GS_INDEX = 2  # (G, D, Gs)
@@ -79,7 +84,9 @@ SUPPORTED_KWARGS: dict[str, dict[str, Any]] = {
 _SCOPE = re.compile(r"(\d+)x(\d+)/")
 PGGAN_DENSE = "4x4/Dense/weight"  # PGGAN's first layer: z (and labels) -> 4x4 maps
 LABEL_CONCAT = "mapping/LabelConcat/weight"  # StyleGAN / StyleGAN2 G_mapping with label_size > 0
-LABEL_EMBED = "mapping/LabelEmbed/weight"  # StyleGAN2-ADA's TF release instead
+LABEL_EMBED = "mapping/LabelEmbed/weight"  # StyleGAN2-ADA's TF release instead: a dense layer
+LABEL_EMBED_BIAS = "mapping/LabelEmbed/bias"
+EMBED_BIAS_KEY = "mapping.embed.bias"
 
 
 # ---- recognising the file ---------------------------------------------------------------------
@@ -327,20 +334,26 @@ def _mapping(
 
 
 def _labels(tf: _Variables, label_size: int) -> dict[str, torch.Tensor]:
-    """The class input of a conditional mapping network, {} for an unconditional one."""
+    """The class input of a conditional mapping network, {} for an unconditional one: the original
+    releases' plain ``LabelConcat``, or StyleGAN2-ADA's ``LabelEmbed`` dense layer (NVIDIA's
+    ``mapping.embed``, as legacy.py converts it)."""
     if LABEL_EMBED in tf:
-        raise tf.refuse(
-            f"has '{LABEL_EMBED}': StyleGAN2-ADA's class embedding is not supported; "
-            f"only the original releases' '{LABEL_CONCAT}' is"
-        )
-    if LABEL_CONCAT not in tf:
-        if label_size:
-            raise tf.refuse(f"is class-conditional (label_size {label_size}) but has no '{LABEL_CONCAT}'")
+        if tf.kind != "stylegan2":
+            raise tf.refuse(f"has '{LABEL_EMBED}', which only StyleGAN2-ADA's mapping network reads")
+        weight = tf.dense(LABEL_EMBED)  # [label_size, embed] -> (embed, label_size)
+        state = {EMBED_WEIGHT_KEY: weight, EMBED_BIAS_KEY: tf.get(LABEL_EMBED_BIAS, 1)}
+        found = weight.shape[1]
+    elif LABEL_CONCAT in tf:
+        weight = tf.get(LABEL_CONCAT, 2)  # [label_size, z_dim]: one_hot @ weight is concatenated to z
+        state, found = {LABEL_WEIGHT_KEY: weight}, weight.shape[0]
+    elif label_size:
+        raise tf.refuse(f"is class-conditional (label_size {label_size}) but has no '{LABEL_CONCAT}'")
+    else:
         return {}
-    weight = tf.get(LABEL_CONCAT, 2)  # [label_size, z_dim]: one_hot @ weight is concatenated to z
-    if label_size and weight.shape[0] != label_size:
-        raise tf.refuse(f"has '{LABEL_CONCAT}' of shape {tuple(weight.shape)}; label_size is {label_size}")
-    return {LABEL_WEIGHT_KEY: weight}
+    if label_size and found != label_size:
+        name = LABEL_EMBED if LABEL_EMBED in tf else LABEL_CONCAT
+        raise tf.refuse(f"has '{name}' for {found} classes; label_size is {label_size}")
+    return state
 
 
 def build_conversion(conversion: Conversion, path: Any) -> Generator:
