@@ -309,11 +309,11 @@ def test_stylegan3_without_w_avg_is_refused_with_the_key_named() -> None:
         build_stylegan3(state, None)
 
 
-def test_class_conditional_stylegan3_is_refused() -> None:
+def test_stylegan3_whose_init_kwargs_ask_for_classes_it_lacks_is_refused() -> None:
+    """Conditional StyleGAN3s load (tests/test_tf_conditional.py); a c_dim without the embedding does not."""
     state = make_stylegan3_state("t", resolution=16, num_layers=4)
-    state["mapping.embed.weight"] = torch.zeros(16, 10)
-    with pytest.raises(ValueError, match="class-conditional"):
-        build_stylegan3(state, None)
+    with pytest.raises(ValueError, match="init_kwargs say c_dim=10 but there is no 'mapping.embed.weight'"):
+        build_stylegan3(state, {"c_dim": 10})
 
 
 def test_stylegan3_init_kwargs_that_contradict_the_tensors_are_refused() -> None:

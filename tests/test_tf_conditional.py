@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import fixture_dir
-from pickle_factory import write_network_pickle
+from pickle_factory import load_fixture_generator, write_network_pickle
 from tf_pickle_writer import (
     LABEL_WEIGHT,
     Network,
@@ -269,6 +269,38 @@ def test_nvidia_stylegan2_ada_with_c_dim_loads_and_draws_what_its_tf_release_dra
         images = generator.synthesize(codes).numpy()
         scale = max(1.0, float(np.abs(images).max()))
         np.testing.assert_allclose(tf_file.synthesize(codes).numpy(), images, rtol=0, atol=IMAGE_ATOL * scale)
+
+
+@pytest.mark.parametrize("container", ["network pickle", "bare state dict"])
+def test_conditional_nvidia_stylegan3_maps_as_stylegan2_ada_does(container: str, tmp_path: Path) -> None:
+    """StyleGAN3 shares StyleGAN2-ADA's mapping network, class embedding included."""
+    state, kwargs = load_fixture_generator(fixture_dir("nvidia_stylegan3t_32"))
+    hidden, z_dim = state["mapping.fc0.weight"].shape
+    weights = torch.Generator().manual_seed(SEED)
+    state["mapping.fc0.weight"] = torch.randn(hidden, z_dim + EMBED_FEATURES, generator=weights) / TF_LRMUL
+    state["mapping.embed.weight"] = torch.randn(EMBED_FEATURES, NUM_CLASSES, generator=weights)
+    state["mapping.embed.bias"] = torch.randn(EMBED_FEATURES, generator=weights)
+    path = tmp_path / "stylegan3.pkl"
+    if container == "network pickle":
+        mapping_kwargs = {**kwargs.get("mapping_kwargs", {}), "embed_features": EMBED_FEATURES}
+        write_network_pickle(path, state, {**kwargs, "c_dim": NUM_CLASSES, "mapping_kwargs": mapping_kwargs})
+    else:
+        torch.save(state, path)
+    generator = load_checkpoint(path, device="cpu")
+    assert generator.architecture == "stylegan3" and generator.num_classes == NUM_CLASSES
+    variables = {
+        "LabelEmbed/weight": state["mapping.embed.weight"].T.double().numpy(),
+        "LabelEmbed/bias": state["mapping.embed.bias"].double().numpy(),
+    }
+    for index in range(sum(1 for key in state if key.startswith("mapping.fc") and key.endswith("weight"))):
+        variables[f"Dense{index}/weight"] = state[f"mapping.fc{index}.weight"].T.double().numpy()
+        variables[f"Dense{index}/bias"] = state[f"mapping.fc{index}.bias"].double().numpy()
+    z = generator.sample_latents(4, SEED)
+    for k in (0, 2):
+        expected = tf_mapping(variables, "stylegan2", z.double().numpy(), np.full(len(z), k))
+        scale = max(1.0, float(np.abs(expected).max()))
+        codes = generator.to_edit_space(z, classes=k)[:, 0].double().numpy()
+        np.testing.assert_allclose(codes, expected, rtol=0, atol=LATENT_ATOL * scale)
 
 
 # ---- codes: the class enters the mapping network -------------------------------------------------

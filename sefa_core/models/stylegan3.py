@@ -41,6 +41,7 @@ from sefa_core.errors import require
 from sefa_core.models.base import Generator, file_key_names, wplus_from_w
 from sefa_core.models.stylegan2 import (
     DEMODULATE_EPS,
+    EMBED_WEIGHT_KEY,
     LRELU_GAIN,
     LRELU_SLOPE,
     MAPPING_LR_MULTIPLIER,
@@ -109,6 +110,8 @@ class StyleGAN3Architecture:
     layers: tuple[LayerGeometry, ...]
     conv_clamp: float | None
     output_scale: float
+    num_classes: int = 0  # c_dim: a class-conditional network's classes, read through ``mapping.embed``
+    embed_features: int = 0
 
     @property
     def resolution(self) -> int:
@@ -161,14 +164,18 @@ def infer_architecture(
 ) -> StyleGAN3Architecture:
     """Read the architecture from tensor names and shapes; ``init_kwargs`` fills what they lack."""
     kwargs = dict(init_kwargs or {})
-    if "mapping.embed.weight" in state_dict or kwargs.get("c_dim", 0):
-        raise ValueError("class-conditional StyleGAN3 (mapping.embed) is not supported")
+    embed = state_dict.get(EMBED_WEIGHT_KEY)  # (embed_features, c_dim) in a class-conditional network
+    if embed is None and kwargs.get("c_dim", 0):
+        raise ValueError(f"init_kwargs say c_dim={kwargs['c_dim']} but there is no '{EMBED_WEIGHT_KEY}'")
+    embed_features, num_classes = (
+        (0, 0) if embed is None else tuple(_tensor(state_dict, EMBED_WEIGHT_KEY).shape)
+    )
 
     fc_indices = sorted({int(m.group(1)) for key in state_dict if (m := _MAPPING_KEY.match(key))})
     if not fc_indices or fc_indices != list(range(len(fc_indices))):
         raise ValueError("StyleGAN3 state dict needs consecutive mapping.fc0.weight, mapping.fc1.weight, ...")
     _tensor(state_dict, W_AVG_KEY)
-    z_dim = _tensor(state_dict, "mapping.fc0.weight").shape[1]
+    z_dim = _tensor(state_dict, "mapping.fc0.weight").shape[1] - embed_features  # fc0 reads [z, embedding]
     w_dim = _tensor(state_dict, f"mapping.fc{fc_indices[-1]}.weight").shape[0]
     mapping_kwargs = dict(kwargs.get("mapping_kwargs") or {})
 
@@ -237,6 +244,8 @@ def infer_architecture(
         layers=tuple(layers),
         conv_clamp=None if conv_clamp is None else float(conv_clamp),
         output_scale=float(kwargs.get("output_scale", DEFAULT_OUTPUT_SCALE)),
+        num_classes=num_classes,
+        embed_features=embed_features,
     )
 
 
@@ -441,7 +450,11 @@ class StyleGAN3Generator(Generator):
         )
         self.arch = arch
         widths = [arch.z_dim] + [arch.w_dim] * arch.mapping_layers
-        self.mapping = MappingNetwork(widths, arch.mapping_lr_multiplier)
+        self.mapping = MappingNetwork(
+            widths, arch.mapping_lr_multiplier, arch.num_classes, arch.embed_features
+        )
+        self.num_classes = arch.num_classes
+        self.class_names = tuple(str(index) for index in range(arch.num_classes))
         self.register_buffer("w_avg", torch.zeros(arch.w_dim))  # the truncation centre
         self.synthesis = SynthesisNetwork(arch)
 
@@ -466,7 +479,8 @@ class StyleGAN3Generator(Generator):
     def _to_edit_space(
         self, z: torch.Tensor, trunc_psi: float, trunc_layers: int | None, **conditioning: Any
     ) -> torch.Tensor:
-        return wplus_from_w(self.mapping(z), self.num_layers, self.w_avg, trunc_psi, trunc_layers)
+        w = self.mapping(z, self.mapping_labels(z.shape[0], conditioning))  # (N, w_dim)
+        return wplus_from_w(w, self.num_layers, self.w_avg, trunc_psi, trunc_layers)
 
     def _synthesize(self, codes: torch.Tensor, **conditioning: Any) -> torch.Tensor:
         return self.synthesis(codes)
