@@ -18,6 +18,8 @@ import pytest
 import torch
 from conftest import fixture_dir
 from pickle_factory import load_fixture_generator, write_network_pickle
+from streamlit.testing.v1 import AppTest
+from test_app import REPO_ROOT, TIMEOUT_S, edit, no_errors, shown_pixels
 from tf_pickle_writer import (
     LABEL_WEIGHT,
     Network,
@@ -431,3 +433,30 @@ def test_pca_samples_draw_classes_uniformly(written) -> None:
     distances = np.abs(per_class - rows[None]).max(axis=2)  # (classes, n)
     assert distances.min(axis=0).max() < LATENT_ATOL
     assert len(set(distances.argmin(axis=0))) == NUM_CLASSES
+
+
+def test_the_editor_class_picker_redraws_the_seed_for_the_class(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    path = write_tf_pickle(
+        tmp_path / "checkpoints" / "tf.pkl", gs_network("stylegan2", conditional_state("stylegan2"))
+    )
+    (tmp_path / "config.yaml").write_text(
+        "version: 1\nmodels:\n  - {name: tf, source: checkpoints/tf.pkl, classes: [a, b, c, d, e]}\n"
+    )
+    monkeypatch.setenv("SEFA_CONFIG", str(tmp_path / "config.yaml"))
+    app = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT_S).run()
+    no_errors(app)
+    picker = app.sidebar.selectbox(key="keep.class.tf")
+    assert picker.options == ["0 · a", "1 · b", "2 · c", "3 · d", "4 · e"] and picker.value == 0
+    before, shown = edit(app), shown_pixels(app)
+    assert before.source == session.CodeSource("seed", 0)
+    picker.set_value(3).run()
+    no_errors(app)
+    after = edit(app)
+    generator = load_checkpoint(path, device="cpu")
+    truncation = after.truncation
+    expected = generator.sample(1, 0, truncation.psi, truncation.layers, classes=3).numpy()
+    assert after.class_index == 3 and after.source == before.source
+    np.testing.assert_allclose(after.code, expected, rtol=0, atol=LATENT_ATOL)
+    assert np.abs(after.code - before.code).max() > 100 * LATENT_ATOL
+    assert np.abs(shown_pixels(app).astype(int) - shown.astype(int)).max() > 0
