@@ -14,9 +14,9 @@ from sefa_core.direction_sets import DIRECTION_SETS_DIR, FORMATS, MAX_DIRECTION_
 from sefa_core.errors import AlreadySavedError, SefaError
 from sefa_core.layers import format_layers
 from studio_ui import editor, live, navigation, state
+from studio_ui.sharing import SAVED_BY
 
 MIB = 1024 * 1024
-SAVED_BY = state.KEEP + "shared.saved_by"  # this session's label on what it saves (the Models page too)
 
 state.start_page("Direction sets")
 

@@ -1,10 +1,13 @@
 """Adding a model: check the checkpoint with the safe loader, keep it in checkpoints/, list it in config.yaml.
 
-Nothing is kept before the loader has built a generator from the file, and every write is atomic:
-an upload is checked in a private scratch folder and moved into checkpoints/ only once it loads,
-and config.yaml is rewritten whole, after the new list of models has passed ``parse_config``.
-The app adds only uploads and files already in checkpoints/, so nobody using a shared server can
-make it read a path of their choosing.
+checkpoints/ and config.yaml are shared by every session, so an upload stays private until it is
+saved: it is checked, and then waits, in a scratch folder of its own that only the session holding
+the ``PrivateUpload`` knows of. ``add_model`` moves it into checkpoints/ and lists it in
+config.yaml under one lock, both or neither; ``discard`` (or the garbage collector, once the
+session is gone) removes it. Every write is atomic, no kept file is ever replaced, and config.yaml
+is rewritten whole after the new list of models has passed ``parse_config``. The app adds only
+uploads and files already in checkpoints/, so nobody using a shared server can make it read a path
+of their choosing.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,7 @@ from sefa_core.config import (
     builtin_config,
     parse_config,
 )
-from sefa_core.errors import CheckpointError, ConfigError, SefaError
+from sefa_core.errors import CheckpointError, ConfigError, InputError, SefaError
 from sefa_core.formats import checkpoint_file, load_checkpoint
 from sefa_core.registry import model_path
 from sefa_core.shared_files import Stamp, locked, refuse_overwrite, stamp
@@ -42,6 +46,9 @@ CHUNK_BYTES = 1 << 20
 # .png or .npy is a mistake to point out, not a file to try.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".tar", ".bin", ".ckpt", ".safetensors")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+SCRATCH_PREFIX = "sefa-upload-"  # a session's private folder for an upload, in the system temp folder
+NOT_CONDITIONAL = "none"  # typed for the classes: says the model is not class-conditional (classes: [])
+MAX_CLASS_COUNT = 100_000  # a typed class count above this is a typo (ImageNet-21k has 21,841)
 
 
 @dataclass(frozen=True)
@@ -50,15 +57,64 @@ class CheckedCheckpoint:
 
     path: Path
     description: dict[str, Any]
+    classes: tuple[str, ...] | None = None  # the class list it was checked with, for config.yaml
 
 
-def check_checkpoint(path: str | Path) -> CheckedCheckpoint:
-    """Load ``path`` with the safe loader on the CPU; a bad file raises one ``CheckpointError`` line."""
+@dataclass(frozen=True, eq=False)
+class PrivateUpload:
+    """An upload that loaded, waiting in its session's scratch folder until it is saved or discarded.
+
+    Nothing of it is in checkpoints/, so no other session can see it. The folder is removed by
+    ``discard``, by ``add_model`` once the file is kept, or when the object is garbage-collected
+    (its session ended) or the process exits.
+    """
+
+    checked: CheckedCheckpoint  # .path is the private copy
+    target: Path  # where it is kept once saved: checkpoints/<safe file name>
+    folder: Path  # the private scratch folder holding it
+    _removal: weakref.finalize = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_removal", weakref.finalize(self, shutil.rmtree, self.folder, True))
+
+    def discard(self) -> None:
+        """Remove the private copy (again is harmless)."""
+        self._removal()
+
+
+def check_checkpoint(path: str | Path, classes: Sequence[str] | None = None) -> CheckedCheckpoint:
+    """Load ``path`` with the safe loader on the CPU; a bad file raises one ``CheckpointError`` line.
+
+    ``classes`` is what config.yaml's ``classes:`` would say (a conditional DCGAN needs it).
+    """
     path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
-    generator = load_checkpoint(path, "cpu")
-    return CheckedCheckpoint(path, generator.describe())
+    classes = None if classes is None else tuple(classes)
+    generator = load_checkpoint(path, "cpu", classes=classes)
+    return CheckedCheckpoint(path, generator.describe(), classes)
+
+
+def parse_classes(text: str) -> tuple[str, ...] | None:
+    """What a user typed for a model's classes: names, a count, or "none".
+
+    "" -> None (not said: the loader decides); "none" -> () (not class-conditional: ``classes: []``);
+    "10" -> ("0", ..., "9"); "cat, dog" -> ("cat", "dog").
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if text.lower() == NOT_CONDITIONAL:
+        return ()
+    if text.isdecimal():
+        count = int(text)
+        if count > MAX_CLASS_COUNT:
+            raise InputError(f"classes: {count:,} is more than {MAX_CLASS_COUNT:,} classes")
+        return tuple(map(str, range(count)))
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError(f"classes: expected different, non-empty names between commas, got '{text:.60}'")
+    return names
 
 
 def safe_file_name(name: str) -> str:
@@ -92,37 +148,65 @@ def upload_target(file_name: str, config: AppConfig, size: int | None = None) ->
     return target
 
 
-def store_upload(
-    chunks: Iterable[bytes], file_name: str, config: AppConfig, size: int | None = None
-) -> CheckedCheckpoint:
-    """Keep an uploaded checkpoint in checkpoints/ if, and only if, it loads.
+def check_upload(
+    chunks: Iterable[bytes],
+    file_name: str,
+    config: AppConfig,
+    size: int | None = None,
+    classes: Sequence[str] | None = None,
+    scratch: Path | None = None,
+) -> PrivateUpload:
+    """Check an uploaded checkpoint in a private scratch folder; nothing goes to checkpoints/.
 
     What the name and ``size`` (when known) can refuse is refused before a byte is written. The
-    bytes then go to a private scratch folder outside checkpoints/, where the safe loader reads
-    them; only a file that loads is moved into checkpoints/, and the scratch folder is removed
-    whatever happens. An existing file of the same name is never replaced.
+    bytes then go to a new folder in ``scratch`` (a session's own; the system temp folder if None),
+    where the safe loader reads them; a file that does not load is removed with its folder, and
+    one that loads waits there.
     """
     target = upload_target(file_name, config, size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sefa-upload-") as scratch:
-        received = Path(scratch) / target.name
+    folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch))
+    try:
+        received = folder / target.name
         _write_at_most(chunks, received, MAX_CHECKPOINT_UPLOAD_MB * MIB, file_name)
-        try:
-            checked = check_checkpoint(received)
-        except CheckpointError as error:  # name the upload, not the scratch file
-            raise CheckpointError(file_name, error.problem) from error
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload", dir=target.parent)
-        os.close(handle)
-        temp = Path(temp_name)
-        try:
-            shutil.move(received, temp)  # a rename where the scratch folder shares the disk
-            with locked(target.parent):  # another session may have kept the same name meanwhile
-                upload_target(file_name, config)
-                os.replace(temp, target)
-        except BaseException:
+        checked = check_checkpoint(received, classes)
+    except CheckpointError as error:  # name the upload, not the scratch file
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CheckpointError(file_name, error.problem) from error
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return PrivateUpload(checked, target, folder)
+
+
+def keep_upload(upload: PrivateUpload) -> Path:
+    """Move a private upload into checkpoints/, atomically, never over a file already there.
+
+    The bytes are first moved to a hidden temp file in checkpoints/ (which no listing shows), then
+    renamed into place under the folder's lock, after checking again that no other session has
+    kept a file of that name meanwhile. Returns where it is kept; the scratch folder stays until
+    ``discard``.
+    """
+    target = upload.target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".upload", dir=target.parent)
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        shutil.move(upload.checked.path, temp)  # a rename where the scratch folder shares the disk
+        with locked(target.parent):
+            if target.exists():
+                raise SefaError(
+                    f"{CHECKPOINTS_DIR}/{target.name} has been kept since this upload was checked; "
+                    "rename the file and upload it again"
+                )
+            os.replace(temp, target)
+    except BaseException:
+        if upload.checked.path.exists():  # the move did not finish: the private copy is whole
             temp.unlink(missing_ok=True)
-            raise
-    return CheckedCheckpoint(target, checked.description)
+        elif temp.exists():
+            shutil.move(temp, upload.checked.path)  # still this session's, still private
+        raise
+    return target
 
 
 def _write_at_most(chunks: Iterable[bytes], path: Path, limit: int, label: str) -> None:
@@ -172,7 +256,7 @@ def unlisted_checkpoints(config: AppConfig) -> list[Path]:
     return found
 
 
-def check_unlisted(name: str, config: AppConfig) -> CheckedCheckpoint:
+def check_unlisted(name: str, config: AppConfig, classes: Sequence[str] | None = None) -> CheckedCheckpoint:
     """The unlisted checkpoint called ``name`` in checkpoints/, checked in place.
 
     Only a name from ``unlisted_checkpoints`` is accepted, so no other path is ever opened.
@@ -180,50 +264,68 @@ def check_unlisted(name: str, config: AppConfig) -> CheckedCheckpoint:
     offered = {item.name: item for item in unlisted_checkpoints(config)}
     if name not in offered:
         raise SefaError(f"{CHECKPOINTS_DIR}/{name}: not an unlisted checkpoint in that folder")
-    return CheckedCheckpoint(offered[name], check_checkpoint(offered[name]).description)
+    checked = check_checkpoint(offered[name], classes)
+    return CheckedCheckpoint(offered[name], checked.description, checked.classes)
 
 
-def import_checkpoint(source: str | Path, config: AppConfig) -> CheckedCheckpoint:
+def import_checkpoint(
+    source: str | Path, config: AppConfig, classes: Sequence[str] | None = None
+) -> CheckedCheckpoint:
     """A checkpoint on this machine, checked, and copied into checkpoints/ unless it is there already.
 
     For scripts run by the machine's owner; the app offers ``check_unlisted`` and uploads instead.
     """
-    checked = check_checkpoint(source)
+    checked = check_checkpoint(source, classes)
     folder = (config.root / CHECKPOINTS_DIR).resolve()
     if checked.path.resolve().is_relative_to(folder):
         return checked
     with checked.path.open("rb") as stream:
-        return store_upload(iter(lambda: stream.read(CHUNK_BYTES), b""), checked.path.name, config)
+        upload = check_upload(
+            iter(lambda: stream.read(CHUNK_BYTES), b""), checked.path.name, config, None, classes
+        )
+    try:
+        return CheckedCheckpoint(keep_upload(upload), checked.description, checked.classes)
+    finally:
+        upload.discard()
 
 
 def add_model(
     config_path: str | Path,
     config: AppConfig,
     name: str,
-    checkpoint: Path,
+    checkpoint: Path | PrivateUpload,
     display_name: str = "",
     extra: dict[str, Any] | None = None,
     *,
+    classes: Sequence[str] | None = None,
     saved_by: str = "",
     overwrite: bool = False,
 ) -> AppConfig:
-    """List ``checkpoint`` (inside checkpoints/) in config.yaml as ``name``; returns the new config.
+    """List ``checkpoint`` in config.yaml as ``name``; returns the new config.
 
-    config.yaml is read, changed and replaced under its file lock, so models that two sessions
-    (or two replicas) add at once are both kept. The entry is stamped with ``saved_by`` and the
-    time. A name already listed raises ``AlreadySavedError`` (who added it, and when) unless
-    ``overwrite``, which replaces that entry in place. The whole new config is validated before
-    the file is replaced, so a bad entry (a path outside checkpoints/) changes nothing.
+    ``checkpoint`` is a file inside checkpoints/, or a session's ``PrivateUpload``, which is kept
+    in checkpoints/ only here: under config.yaml's lock, after the entry has passed every check,
+    and taken back out if config.yaml cannot be written, so other sessions see both or neither.
+    config.yaml is read, changed and replaced under that lock, so models that two sessions (or two
+    replicas) add at once are both kept. The entry is stamped with ``saved_by`` and the time, and
+    gets ``classes:`` when ``classes`` is given (``[]``: not class-conditional). A name already
+    listed raises ``AlreadySavedError`` (who added it, and when) unless ``overwrite``, which
+    replaces that entry in place. The whole new config is validated before the file is replaced,
+    so a bad entry (a path outside checkpoints/) changes nothing.
     """
     config_path = Path(config_path)
+    upload = checkpoint if isinstance(checkpoint, PrivateUpload) else None
+    path = upload.target if upload else checkpoint
     try:
-        relative = checkpoint.resolve().relative_to(config.root.resolve())
+        relative = path.resolve().relative_to(config.root.resolve())
     except ValueError as error:
-        raise ConfigError(f"{checkpoint}: must be inside {config.root / CHECKPOINTS_DIR}") from error
+        raise ConfigError(f"{path}: must be inside {config.root / CHECKPOINTS_DIR}") from error
     now = stamp(saved_by)
     entry: dict[str, Any] = {"name": name.strip(), "source": relative.as_posix()}
     if display_name.strip():
         entry["display_name"] = display_name.strip()
+    if classes is not None:
+        entry["classes"] = list(classes)
     entry.update(extra or {})
     entry |= {"saved_by": now.saved_by, "saved_at": now.saved_at}
     with locked(config_path):
@@ -246,8 +348,17 @@ def add_model(
         else:
             models.append(entry)
         updated = parse_config(data, config.root, str(config_path))
-        header = _leading_comments(config_path)
-        atomic_write_text(config_path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        text = _leading_comments(config_path) + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        if upload:
+            keep_upload(upload)
+        try:
+            atomic_write_text(config_path, text)
+        except BaseException:
+            if upload:
+                shutil.move(upload.target, upload.checked.path)  # private again, as it was
+            raise
+    if upload:
+        upload.discard()
     return updated
 
 

@@ -319,19 +319,20 @@ def test_going_to_a_page_and_back_keeps_the_model_and_the_sliders(app):
     assert edit(app).model == "tiny" and edit(app).alphas == (1.0, 0.0, 0.0, 0.0)
 
 
-def test_an_uploaded_checkpoint_is_checked_kept_and_added_to_config(app, studio):
+def test_an_uploaded_checkpoint_is_checked_then_kept_and_added_to_config(app, studio):
     app.switch_page("pages/3_Models.py").run()
     app.file_uploader[0].upload("not a model.pt", b"\x80\x04garbage").run()
-    next(b for b in app.button if b.label == "Check and keep").click().run()
+    next(b for b in app.button if b.label == "Check the upload").click().run()
     assert not app.exception and len(app.error) == 1
     assert sorted(p.name for p in (studio / "checkpoints").iterdir()) == ["styled.pt", "tiny.pt"]  # none kept
 
     app.file_uploader[0].upload("small faces.pt", (studio / "checkpoints" / "tiny.pt").read_bytes()).run()
-    next(b for b in app.button if b.label == "Check and keep").click().run()
+    next(b for b in app.button if b.label == "Check the upload").click().run()
     no_errors(app)
-    assert (studio / "checkpoints" / "small_faces.pt").is_file()
+    assert not (studio / "checkpoints" / "small_faces.pt").exists()  # private until added
     next(t for t in app.text_input if t.label == "Name in config.yaml").input("small")  # in a form:
     next(b for b in app.button if b.label == "Add to config.yaml").click().run()  # sent on submit
     no_errors(app)
     assert "small" in list(app.dataframe[0].value["name"])
     assert "source: checkpoints/small_faces.pt" in (studio / "config.yaml").read_text()
+    assert (studio / "checkpoints" / "small_faces.pt").is_file()

@@ -1,8 +1,14 @@
-"""Adding a model: only a checkpoint the safe loader accepts is kept, and config.yaml stays valid."""
+"""Adding a model: only a checkpoint the safe loader accepts is kept, and config.yaml stays valid.
+
+An upload waits in its session's private scratch folder until it is added: checkpoints/ and
+config.yaml, which every session sees, change together or not at all.
+"""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +17,7 @@ import torch
 
 from sefa_core import model_admin
 from sefa_core.config import load_config
-from sefa_core.errors import AlreadySavedError, CheckpointError, ConfigError, SefaError
+from sefa_core.errors import AlreadySavedError, CheckpointError, ConfigError, InputError, SefaError
 from sefa_core.models.dcgan import DCGANGenerator
 
 CONFIG = """# my models
@@ -24,9 +30,22 @@ models:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def root(tmp_path: Path, monkeypatch) -> Path:
+    """A config.yaml with the default model; the system temp folder (uploads' scratch) is tmp/scratch."""
     (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     return tmp_path
+
+
+def kept_files(root: Path) -> list[str]:
+    """What every session sees in checkpoints/ (hidden temp files included)."""
+    folder = root / "checkpoints"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def scratch_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root / "scratch")) for p in (root / "scratch").rglob("*"))
 
 
 def tiny_checkpoint(path: Path) -> Path:
@@ -36,27 +55,87 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
-def test_an_upload_that_loads_is_kept_in_checkpoints(root, tmp_path_factory):
+def test_an_upload_that_loads_stays_private_until_it_is_added(root, tmp_path_factory):
     source = tiny_checkpoint(tmp_path_factory.mktemp("elsewhere") / "tiny.pt")
-    checked = model_admin.store_upload([source.read_bytes()], "my tiny.pt", load_config(root / "config.yaml"))
-    assert checked.path == root / "checkpoints" / "my_tiny.pt"
-    assert checked.description["architecture"] == "dcgan" and checked.description["resolution"] == 16
-    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["my_tiny.pt"]
+    config = load_config(root / "config.yaml")
+    upload = model_admin.check_upload([source.read_bytes()], "my tiny.pt", config)
+    assert (
+        upload.checked.description["architecture"] == "dcgan"
+        and upload.checked.description["resolution"] == 16
+    )
+    assert kept_files(root) == [] and upload.checked.path.read_bytes() == source.read_bytes()
+    assert upload.target == root / "checkpoints" / "my_tiny.pt"
+
+    model_admin.add_model(root / "config.yaml", config, "tiny", upload)
+    assert kept_files(root) == ["my_tiny.pt"] and scratch_files(root) == []
+    assert load_config(root / "config.yaml").entry("tiny").source == "checkpoints/my_tiny.pt"
 
 
 def test_an_upload_that_does_not_load_leaves_nothing_behind(root):
     config = load_config(root / "config.yaml")
     with pytest.raises(CheckpointError):
-        model_admin.store_upload([b"PK\x03\x04 not really a zip"], "broken.pt", config)
-    assert list((root / "checkpoints").iterdir()) == []
+        model_admin.check_upload([b"PK\x03\x04 not really a zip"], "broken.pt", config)
+    assert kept_files(root) == [] and scratch_files(root) == []
+
+
+def test_a_discarded_upload_leaves_nothing_behind(root, tmp_path_factory):
+    source = tiny_checkpoint(tmp_path_factory.mktemp("elsewhere") / "tiny.pt")
+    upload = model_admin.check_upload([source.read_bytes()], "tiny.pt", load_config(root / "config.yaml"))
+    upload.discard()
+    upload.discard()
+    assert kept_files(root) == [] and scratch_files(root) == []
+
+
+def test_an_unsaved_upload_is_removed_once_its_session_is_gone(root, tmp_path_factory):
+    source = tiny_checkpoint(tmp_path_factory.mktemp("elsewhere") / "tiny.pt")
+    session_state = {
+        "upload": model_admin.check_upload(
+            [source.read_bytes()], "tiny.pt", load_config(root / "config.yaml")
+        )
+    }
+    assert scratch_files(root)
+    del session_state
+    gc.collect()
+    assert kept_files(root) == [] and scratch_files(root) == []
 
 
 def test_an_upload_never_replaces_a_kept_checkpoint(root, tmp_path_factory):
     source = tiny_checkpoint(tmp_path_factory.mktemp("elsewhere") / "tiny.pt")
     config = load_config(root / "config.yaml")
-    model_admin.store_upload([source.read_bytes()], "tiny.pt", config)
+    first = model_admin.check_upload([source.read_bytes()], "tiny.pt", config)
+    second = model_admin.check_upload([source.read_bytes()], "tiny.pt", config)  # another session's
+    model_admin.add_model(root / "config.yaml", config, "first", first)
     with pytest.raises(SefaError, match="already exists"):
-        model_admin.store_upload([source.read_bytes()], "tiny.pt", config)
+        model_admin.check_upload([source.read_bytes()], "tiny.pt", config)
+    kept = (root / "config.yaml").read_text()
+    with pytest.raises(SefaError, match="checkpoints/tiny.pt has been kept since this upload was checked"):
+        model_admin.add_model(root / "config.yaml", config, "second", second)
+    assert (root / "config.yaml").read_text() == kept and kept_files(root) == ["tiny.pt"]
+    assert second.checked.path.is_file()  # still this session's, to discard
+
+
+def test_a_refused_entry_leaves_the_upload_private(root, tmp_path_factory):
+    source = tiny_checkpoint(tmp_path_factory.mktemp("elsewhere") / "tiny.pt")
+    upload = model_admin.check_upload([source.read_bytes()], "tiny.pt", load_config(root / "config.yaml"))
+    with pytest.raises(AlreadySavedError):
+        model_admin.add_model(root / "config.yaml", load_config(root / "config.yaml"), "default", upload)
+    assert (root / "config.yaml").read_text() == CONFIG and kept_files(root) == []
+    assert upload.checked.path.read_bytes() == source.read_bytes()
+
+
+def test_an_upload_is_taken_back_out_when_config_yaml_cannot_be_written(root, tmp_path_factory, monkeypatch):
+    source = tiny_checkpoint(tmp_path_factory.mktemp("elsewhere") / "tiny.pt")
+    upload = model_admin.check_upload([source.read_bytes()], "tiny.pt", load_config(root / "config.yaml"))
+
+    def disk_full(path, text):
+        assert kept_files(root) == ["tiny.pt"]  # kept first, so a listed model always has its file
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model_admin, "atomic_write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        model_admin.add_model(root / "config.yaml", load_config(root / "config.yaml"), "tiny", upload)
+    assert (root / "config.yaml").read_text() == CONFIG and kept_files(root) == []
+    assert upload.checked.path.read_bytes() == source.read_bytes()
 
 
 def test_a_checkpoint_elsewhere_is_copied_in_only_after_it_loads(root, tmp_path_factory):
@@ -113,6 +192,41 @@ def test_file_names_from_users_stay_in_the_folder(given, expected):
 
 def test_a_model_name_is_suggested_from_the_file_name():
     assert model_admin.model_name("ffhq-1024.pkl") == "ffhq-1024"
+
+
+@pytest.mark.parametrize(
+    ("typed", "classes"),
+    [
+        ("", None),
+        ("  ", None),
+        ("none", ()),
+        ("None", ()),
+        ("3", ("0", "1", "2")),
+        ("cat, dog ,bird", ("cat", "dog", "bird")),
+        ("7 up", ("7 up",)),
+    ],
+)
+def test_typed_classes_are_names_a_count_or_none(typed, classes):
+    assert model_admin.parse_classes(typed) == classes
+
+
+@pytest.mark.parametrize("typed", ["cat,,dog", "cat, cat", "cat,", "1000001"])
+def test_typed_classes_that_are_not_a_list_are_refused_in_one_line(typed):
+    with pytest.raises(InputError, match="^classes: "):
+        model_admin.parse_classes(typed)
+
+
+@pytest.mark.parametrize(
+    ("classes", "written"), [(("cat", "dog"), "classes:\n  - cat\n  - dog\n"), ((), "classes: []\n")]
+)
+def test_the_classes_an_upload_was_checked_with_go_into_config_yaml(root, classes, written):
+    (root / "checkpoints").mkdir()
+    checkpoint = tiny_checkpoint(root / "checkpoints" / "tiny.pt")
+    model_admin.add_model(
+        root / "config.yaml", load_config(root / "config.yaml"), "tiny", checkpoint, classes=classes
+    )
+    assert written in (root / "config.yaml").read_text()
+    assert load_config(root / "config.yaml").entry("tiny").classes == classes
 
 
 # ---- config.yaml is shared by every session and every replica ---------------------------------------

@@ -3,7 +3,8 @@ anything is kept, and no code from it runs.
 
 The editor takes ``.npy`` codes, the Models page checkpoints; both are driven through AppTest, and the
 functions behind them directly. A refused checkpoint leaves nothing in checkpoints/ nor in the
-scratch folder it was checked in, and the Models page only offers files already in checkpoints/.
+scratch folder it was checked in (a good one waits there, private, until it is added: see
+test_models_page.py), and the Models page only offers files already in checkpoints/.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import contextlib
 import io
 import shlex
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from streamlit.runtime.caching import clear_session_resource_cache
 from streamlit.testing.v1 import AppTest
 from test_safe_loading import call_pickle, marker, torch_zip  # noqa: F401 - marker: a fixture
 
@@ -32,6 +35,7 @@ TIMEOUT_S = 60
 MIB = 1024 * 1024
 SMALL_LIMIT_MB = 1  # the upload limits, lowered so that a test file can pass them
 CODE_UPLOAD, UPLOADED, EDIT = "code_upload", "uploaded_codes", "edit"  # studio_ui.state's keys
+SESSION_ID = "test session id"  # what AppTest calls every session
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -59,11 +63,11 @@ def tiny_checkpoint_bytes() -> bytes:
 
 
 def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 @pytest.fixture
-def studio(tmp_path: Path, monkeypatch) -> Path:
+def studio(tmp_path: Path, monkeypatch) -> Iterator[Path]:
     """A config.yaml with the default model and one listed checkpoint; scratch files go to tmp/scratch."""
     root = tmp_path / "studio"
     (root / "checkpoints").mkdir(parents=True)
@@ -75,7 +79,9 @@ def studio(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("SEFA_CONFIG", str(root / "config.yaml"))
     (tmp_path / "scratch").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
-    return root
+    clear_session_resource_cache(SESSION_ID)  # the session's upload folder (sharing.private_folder) with it
+    yield root
+    clear_session_resource_cache(SESSION_ID)
 
 
 @pytest.fixture
@@ -162,7 +168,7 @@ def test_good_codes_are_still_taken(editor, default_generator):
 # ---- checkpoints on the Models page ----------------------------------------------------------------
 def upload_checkpoint(app: AppTest, name: str, data: bytes) -> AppTest:
     app.file_uploader[0].upload(name, data).run()
-    next(b for b in app.button if b.label == "Check and keep").click().run()
+    next(b for b in app.button if b.label == "Check the upload").click().run()
     return app
 
 
@@ -188,7 +194,7 @@ def test_chunks_past_the_size_limit_are_refused_while_they_arrive(studio, monkey
     monkeypatch.setattr(model_admin, "MAX_CHECKPOINT_UPLOAD_MB", SMALL_LIMIT_MB)
     chunks = [bytes(MIB // 2)] * 3  # a stream whose size nobody said
     with pytest.raises(SefaError, match="over the 1 MB upload limit"):
-        model_admin.store_upload(chunks, "big.pt", load_config(studio / "config.yaml"))
+        model_admin.check_upload(chunks, "big.pt", load_config(studio / "config.yaml"))
     assert_nothing_kept(studio)
 
 
@@ -223,11 +229,12 @@ def test_a_hostile_checkpoint_is_refused_runs_nothing_and_is_not_kept(
     assert_nothing_kept(studio)
 
 
-def test_a_good_checkpoint_is_kept_and_its_scratch_copy_removed(studio, models_page):
+def test_a_good_checkpoint_waits_in_one_private_scratch_folder(studio, models_page):
     upload_checkpoint(models_page, "mine.pt", tiny_checkpoint_bytes())
     assert not models_page.error and not models_page.exception
-    assert files_under(studio / "checkpoints") == ["listed.pt", "mine.pt"]
-    assert files_under(Path(tempfile.gettempdir())) == []
+    assert files_under(studio / "checkpoints") == ["listed.pt"]
+    [copy] = files_under(Path(tempfile.gettempdir()))
+    assert Path(copy).name == "mine.pt" and Path(copy).parent.name.startswith(model_admin.SCRATCH_PREFIX)
 
 
 # ---- the Models page never reads a path a user typed -------------------------------------------------
@@ -263,8 +270,8 @@ def test_check_unlisted_opens_nothing_but_an_offered_checkpoint(studio, tmp_path
     assert opened == []
 
 
-def test_store_upload_names_the_upload_not_its_scratch_copy(studio):
+def test_check_upload_names_the_upload_not_its_scratch_copy(studio):
     with pytest.raises(CheckpointError) as refused:
-        model_admin.store_upload([b"\x80\x04garbage"], "mine.pt", load_config(studio / "config.yaml"))
+        model_admin.check_upload([b"\x80\x04garbage"], "mine.pt", load_config(studio / "config.yaml"))
     assert str(refused.value).startswith("mine.pt: ")
     assert_nothing_kept(studio)
