@@ -9,8 +9,9 @@ symmetric solver in float64 and sort by eigenvalue, largest first, and give each
 deterministic sign (its largest-magnitude component is positive).
 
 Row normalisation is per row, so the Gram of a stack of layers is the sum of the layers' own
-Grams Â_lᵀÂ_l. Each model's per-layer Grams are computed once; a new layer set is then a sum of
-D×D matrices and one eigensolve. With ``top=K`` only the K leading eigenpairs are solved for
+Grams Â_lᵀÂ_l. Each model's per-layer Grams (and their total) are computed once; a new layer set
+is then a sum of D×D matrices (or the total less the layers left out, when that is fewer) and one
+eigensolve. With ``top=K`` only the K leading eigenpairs are solved for
 (LAPACK's MRRR driver on a subset), which is where a layer change spends its time.
 
 ``method="pca"`` gives the GANSpace baseline instead (see ``sefa_core.pca``), in the same result.
@@ -25,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 
 from sefa_core import pca
 from sefa_core.errors import require
@@ -40,6 +42,15 @@ DEFAULT_ENERGY_SHARE = 0.9  # "use the layers that hold 90 % of it"
 # directions: solvers pick different bases of their shared plane. ``top=`` then solves in full, so
 # that its rows stay the first rows of the full result.
 WELL_SEPARATED = 1e-6
+# ``top=`` tries ARPACK's Lanczos first on Grams at least this wide (below, LAPACK's dense partial
+# solve is as fast), keeping its pairs only when each direction is provably within
+# DIRECTION_TOLERANCE of the exact one; otherwise LAPACK's MRRR solve of the same pairs runs.
+LANCZOS_MIN_WIDTH = 256
+LANCZOS_VECTORS = 32  # ARPACK's ncv: the Krylov basis kept between restarts (at least 2(K+1)+1)
+LANCZOS_TOLERANCE = 1e-13  # ARPACK's relative residual; the true one lands near 1e-15
+LANCZOS_RESTARTS = 100  # then it gives up and MRRR runs: on a 512-wide Gram, 100 restarts ≈ MRRR's time
+LANCZOS_SEED = 0  # a fixed random start vector: the same Gram always gives the same pairs
+DIRECTION_TOLERANCE = 1e-11  # ‖v − v_exact‖ bound for a Lanczos direction to be kept
 SHARE_SLACK = 1e-12  # a cumulative float sum that should reach the whole may fall short by rounding
 
 
@@ -115,6 +126,22 @@ def sum_grams(grams: Sequence[np.ndarray]) -> np.ndarray:
     return total
 
 
+def subset_gram(grams: Sequence[np.ndarray], chosen: Sequence[int], total: np.ndarray) -> np.ndarray:
+    """The Gram of the layers ``chosen`` of ``grams`` (whose sum is ``total``), (D, D), in a fresh array.
+
+    Each layer costs one D×D addition. Past half the layers, ``total`` less the Grams left out
+    takes fewer; its rounding is that of ``total``, within a few ulps of the chosen layers' own.
+    """
+    picked = set(chosen)
+    left_out = [gram for index, gram in enumerate(grams) if index not in picked]
+    if len(left_out) >= len(picked) - 1:
+        return sum_grams([grams[index] for index in sorted(picked)])
+    result = np.array(total, dtype=np.float64)
+    for gram in left_out:
+        result -= gram
+    return result
+
+
 def signed_rows(directions: np.ndarray) -> np.ndarray:
     """Each row (a direction) with its largest-magnitude component made positive."""
     largest = np.argmax(np.abs(directions), axis=1)
@@ -126,21 +153,69 @@ def eigen_directions(gram: np.ndarray, top: int | None = None) -> tuple[np.ndarr
     """A symmetric PSD Gram (D, D) -> (eigenvalues (K,), unit directions (K, D)), largest first.
 
     ``top=None`` gives all D; ``top=K`` the K leading ones, equal to the first K rows of the
-    full result. Those come from a partial solve of K+1 eigenpairs, unless two of them are
-    closer than ``WELL_SEPARATED``: then the full solver runs, as it would without ``top``.
+    full result. Those come from a partial solve of K+1 eigenpairs (Lanczos when its residuals
+    prove it exact, else MRRR), unless two of them are closer than ``WELL_SEPARATED``: then the
+    full solver runs, as it would without ``top``.
     """
     width = gram.shape[0]
     require(top is None or top >= 1, f"top must be at least 1, got {top}")
     if top is not None and top < width:
-        values, vectors = scipy.linalg.eigh(
-            gram, subset_by_index=(width - top - 1, width - 1), driver="evr", check_finite=False
-        )  # ascending; columns are vectors
-        values = values[::-1]
+        pairs = _lanczos_pairs(gram, top + 1) if _lanczos_fits(width, top + 1) else None
+        values, vectors = pairs if pairs is not None else _mrrr_pairs(gram, top + 1)
         if np.min(values[:-1] - values[1:]) > WELL_SEPARATED * max(values[0], np.finfo(float).tiny):
-            return np.clip(values[:top], 0.0, None), signed_rows(vectors[:, ::-1][:, :top].T)
+            return np.clip(values[:top], 0.0, None), signed_rows(vectors[:, :top].T)
     values, vectors = np.linalg.eigh(gram)  # ascending; columns are vectors
     order = np.argsort(values)[::-1][:top]
     return np.clip(values[order], 0.0, None), signed_rows(vectors[:, order].T)
+
+
+def _lanczos_fits(width: int, count: int) -> bool:
+    """Whether ARPACK's Lanczos is worth trying for ``count`` pairs of a (width, width) Gram."""
+    return width >= LANCZOS_MIN_WIDTH and 2 * _lanczos_basis(count) <= width
+
+
+def _lanczos_basis(count: int) -> int:
+    return max(LANCZOS_VECTORS, 2 * count + 1)
+
+
+def _lanczos_pairs(gram: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``count`` largest eigenpairs by ARPACK, largest first, or None unless provably exact.
+
+    Proof: a unit v with residual r = ‖G v − λ v‖ lies within r / gap of the exact eigenvector,
+    gap being λ's distance to the rest of the spectrum (Davis–Kahan); for all but the last pair
+    the computed neighbours bound that gap.
+    """
+    width = gram.shape[0]
+    start = np.random.default_rng(LANCZOS_SEED).standard_normal(width)
+    try:
+        values, vectors = scipy.sparse.linalg.eigsh(
+            gram,
+            k=count,
+            ncv=_lanczos_basis(count),
+            which="LA",
+            tol=LANCZOS_TOLERANCE,
+            v0=start,
+            maxiter=LANCZOS_RESTARTS,
+        )
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        return None
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]  # (count,), (D, count)
+    residuals = np.linalg.norm(gram @ vectors - vectors * values, axis=0)  # (count,)
+    gaps = values[:-1] - values[1:]  # (count - 1,)
+    nearest = np.minimum(np.r_[np.inf, gaps[:-1]], gaps)  # (count - 1,): to the pair above or below
+    exact = bool(np.all(residuals[:-1] <= DIRECTION_TOLERANCE * nearest))
+    return (values, vectors) if exact else None
+
+
+def _mrrr_pairs(gram: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``count`` largest eigenpairs by LAPACK's MRRR driver, largest first."""
+    width = gram.shape[0]
+    # gram is symmetric, so its transpose is itself laid out as LAPACK wants: no transposing copy.
+    values, vectors = scipy.linalg.eigh(
+        gram.T, subset_by_index=(width - count, width - 1), driver="evr", check_finite=False
+    )  # ascending; columns are vectors
+    return values[::-1], vectors[:, ::-1]
 
 
 def factorize_matrices(
@@ -164,6 +239,15 @@ def model_layer_grams(generator: Generator, normalize_rows: bool = True) -> tupl
             for i in range(len(generator.layer_names))
         ]
         cache[key] = layer_grams(matrices, normalize_rows)
+    return cache[key]
+
+
+def model_total_gram(generator: Generator, normalize_rows: bool = True) -> np.ndarray:
+    """The sum of every factorizable layer's Gram, (D, D), kept in the model's cache beside them."""
+    key = ("total gram", generator.digest, normalize_rows)
+    cache = generator.factorization_cache
+    if key not in cache:
+        cache[key] = sum_grams(model_layer_grams(generator, normalize_rows))
     return cache[key]
 
 
@@ -208,7 +292,8 @@ def _solve(
     progress: Progress | None,
 ) -> Semantics:
     """One uncached result; a cached full one is sliced rather than solved again for ``top``."""
-    grams = tuple(model_layer_grams(generator, normalize_rows)[i] for i in chosen)
+    every = model_layer_grams(generator, normalize_rows)
+    grams = tuple(every[i] for i in chosen)
     full = generator.factorization_cache.get(
         (generator.digest, chosen, normalize_rows, method, samples if method == "pca" else None, None)
     )
@@ -218,7 +303,8 @@ def _solve(
         eigenvalues, directions = _pca(generator, chosen, samples, progress)
         eigenvalues, directions = eigenvalues[:top], directions[:top]
     else:
-        eigenvalues, directions = eigen_directions(sum_grams(grams), top)
+        gram = subset_gram(every, chosen, model_total_gram(generator, normalize_rows))
+        eigenvalues, directions = eigen_directions(gram, top)
     return Semantics(directions, eigenvalues, chosen, generator.digest, "", method, grams)
 
 

@@ -143,3 +143,104 @@ def test_bad_factorization_inputs_are_one_line_user_errors(default_generator) ->
         Semantics(np.ones(3), np.ones(3), (0,))
     with pytest.raises(InputError, match=r"3 directions, eigenvalues of shape \(2,\)"):
         Semantics(np.eye(3), np.ones(2), (0,))
+
+
+# ---- the partial solvers behind top=K: Lanczos when provably exact, else MRRR, else in full ------
+_module = sys.modules["sefa_core.factorize"]  # the package's ``factorize`` attribute is the function
+
+
+def _gram_with_spectrum(spectrum: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A symmetric Gram with exactly these eigenvalues, in a random orthonormal basis: (D, D)."""
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(len(spectrum), len(spectrum))))
+    return (rotation * spectrum) @ rotation.T
+
+
+def _wide_layers(seed: int, decaying: bool, dim: int = 320) -> list[np.ndarray]:
+    """Layers wide enough for Lanczos: N(0, 1) weights (flat spectrum), or mixed to decay as trained ones."""
+    rng = np.random.default_rng(seed)
+    matrices = [rng.normal(size=(out, dim)) for out in (320, 160, 64)]
+    if not decaying:
+        return matrices
+    rotation, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    mix = (rotation * np.exp(-np.arange(dim) / 30.0)) @ rotation.T  # (dim, dim)
+    return [m @ mix for m in matrices]
+
+
+@pytest.mark.parametrize("decaying", [False, True], ids=["flat spectrum", "decaying spectrum"])
+def test_top_k_of_a_wide_gram_is_the_first_rows_of_the_full_result(decaying: bool) -> None:
+    matrices = _wide_layers(3, decaying)
+    assert _module._lanczos_fits(matrices[0].shape[1], 11)
+    values, directions = factorize_matrices(matrices)
+    top_values, top_directions = factorize_matrices(matrices, top=10)
+    np.testing.assert_allclose(top_values, values[:10], rtol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:10], atol=1e-10)
+
+
+def test_top_k_with_nearly_equal_eigenvalues_still_matches_the_full_result() -> None:
+    # Leading eigenvalues 1e-4 apart (relative): distinct, but only just resolved by any solver.
+    spectrum = np.r_[1.0 - 1e-4 * np.arange(12), np.linspace(0.5, 0.0, 288)]
+    gram = _gram_with_spectrum(spectrum)
+    values, directions = _module.eigen_directions(gram)
+    top_values, top_directions = _module.eigen_directions(gram, top=10)
+    np.testing.assert_allclose(top_values, values[:10], rtol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:10], atol=1e-10)
+
+
+def _count_full_solves(monkeypatch) -> list[int]:
+    calls = []
+    real = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda gram: calls.append(len(gram)) or real(gram))
+    return calls
+
+
+def test_clustered_leading_eigenvalues_fall_back_to_the_full_solver(monkeypatch) -> None:
+    # Eigenvalues 3 and 4 are 1e-9 apart: no partial solver can pick the full solver's basis of
+    # their plane, so top=10 must come from the full solve itself.
+    spectrum = np.r_[np.linspace(2.0, 1.5, 12), np.linspace(1.0, 0.0, 288)]
+    spectrum[3] = spectrum[2] - 1e-9
+    gram = _gram_with_spectrum(spectrum, seed=1)
+    values, directions = _module.eigen_directions(gram)
+    full_solves = _count_full_solves(monkeypatch)
+    top_values, top_directions = _module.eigen_directions(gram, top=10)
+    assert full_solves == [300]
+    np.testing.assert_allclose(top_values, values[:10], rtol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:10], atol=1e-12)
+
+
+def test_well_separated_leading_eigenvalues_need_no_full_solve(monkeypatch) -> None:
+    gram = _gram_with_spectrum(np.r_[np.linspace(2.0, 1.5, 12), np.linspace(1.0, 0.0, 288)], seed=1)
+    full_solves = _count_full_solves(monkeypatch)
+    _module.eigen_directions(gram, top=10)
+    assert full_solves == []
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [("DIRECTION_TOLERANCE", 0.0), ("LANCZOS_RESTARTS", 1)],
+    ids=["not provably exact", "no convergence"],
+)
+def test_a_rejected_lanczos_solve_falls_back_to_mrrr_and_stays_exact(monkeypatch, setting) -> None:
+    matrices = _wide_layers(5, decaying=False)
+    values, directions = factorize_matrices(matrices)
+    mrrr = []
+    real = _module._mrrr_pairs
+    monkeypatch.setattr(_module, "_mrrr_pairs", lambda *args: mrrr.append(args[1]) or real(*args))
+    top_values, top_directions = factorize_matrices(matrices, top=10)
+    assert mrrr == []  # Lanczos proved its pairs exact
+    monkeypatch.setattr(_module, setting[0], setting[1])
+    if setting[0] == "LANCZOS_RESTARTS":
+        monkeypatch.setattr(_module, "LANCZOS_TOLERANCE", 1e-16)
+    top_values, top_directions = factorize_matrices(matrices, top=10)
+    assert mrrr == [11]
+    np.testing.assert_allclose(top_values, values[:10], rtol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:10], atol=1e-10)
+
+
+def test_every_layer_sets_gram_is_the_sum_of_its_layers_whether_summed_or_the_total_less_the_rest() -> None:
+    grams = _module.layer_grams(_random_layers(2, widths=(40, 24, 56, 8, 30, 12)))
+    total = _module.sum_grams(grams)
+    for size in range(1, len(grams) + 1):
+        for chosen in (tuple(range(size)), tuple(range(len(grams) - size, len(grams)))):
+            expected = sum(grams[i] for i in chosen)
+            np.testing.assert_allclose(_module.subset_gram(grams, chosen, total), expected, atol=1e-12)
+    assert _module.subset_gram(grams, (0,), total) is not grams[0]  # fresh: the caller may write to it
