@@ -217,6 +217,24 @@ def test_genforce_conditional_stylegan_pth_loads_with_its_classes(tmp_path: Path
         )
 
 
+def tf_dense_layers(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """A PyTorch state's mapping layers ``{prefix}{i}`` (out, in) under TF's names, ``Dense{i}`` [in, out]."""
+    layers = sum(1 for key in state if key.startswith(prefix) and key.endswith(".weight"))
+    names = {f"Dense{i}/weight": state[f"{prefix}{i}.weight"].T for i in range(layers)}
+    return names | {f"Dense{i}/bias": state[f"{prefix}{i}.bias"] for i in range(layers)}
+
+
+def assert_maps_as_tf_stylegan2(generator: Generator, variables: dict[str, torch.Tensor]) -> None:
+    """The generator's w for two classes is what TF's StyleGAN2 G_mapping computes from ``variables``."""
+    z = generator.sample_latents(4, SEED)
+    arrays = {name: value.double().numpy() for name, value in variables.items()}
+    for k in (1, NUM_CLASSES - 1):
+        expected = tf_mapping(arrays, "stylegan2", z.double().numpy(), np.full(len(z), k))
+        scale = max(1.0, float(np.abs(expected).max()))
+        codes = generator.to_edit_space(z, classes=k)[:, 0].double().numpy()
+        np.testing.assert_allclose(codes, expected, rtol=0, atol=LATENT_ATOL * scale)
+
+
 def test_genforce_conditional_stylegan2_pth_maps_as_tf_does(tmp_path: Path) -> None:
     """genforce's conditional StyleGAN2 (``mapping.label_weight``) holds the same concat-then-normalise."""
     state = dict(torch.load(fixture_dir("genforce_stylegan2_32") / "checkpoint.pth")["generator_smooth"])
@@ -228,16 +246,8 @@ def test_genforce_conditional_stylegan2_pth_maps_as_tf_does(tmp_path: Path) -> N
     torch.save({"generator_smooth": state}, path)
     generator = load_checkpoint(path, device="cpu")
     assert generator.architecture == "stylegan2" and generator.num_classes == NUM_CLASSES
-    variables = {"LabelConcat/weight": state["mapping.label_weight"].double().numpy()}
-    for index in range(sum(1 for key in state if key.startswith("mapping.dense") and key.endswith("weight"))):
-        variables[f"Dense{index}/weight"] = state[f"mapping.dense{index}.weight"].T.double().numpy()
-        variables[f"Dense{index}/bias"] = state[f"mapping.dense{index}.bias"].double().numpy()
-    z = generator.sample_latents(4, SEED)
-    for k in (1, 4):
-        expected = tf_mapping(variables, "stylegan2", z.double().numpy(), np.full(len(z), k))
-        scale = max(1.0, float(np.abs(expected).max()))
-        codes = generator.to_edit_space(z, classes=k)[:, 0].double().numpy()
-        np.testing.assert_allclose(codes, expected, rtol=0, atol=LATENT_ATOL * scale)
+    labels = {"LabelConcat/weight": state["mapping.label_weight"]}
+    assert_maps_as_tf_stylegan2(generator, {**labels, **tf_dense_layers(state, "mapping.dense")})
 
 
 @pytest.mark.parametrize("container", ["network pickle", "bare state dict"])
@@ -290,19 +300,11 @@ def test_conditional_nvidia_stylegan3_maps_as_stylegan2_ada_does(container: str,
         torch.save(state, path)
     generator = load_checkpoint(path, device="cpu")
     assert generator.architecture == "stylegan3" and generator.num_classes == NUM_CLASSES
-    variables = {
-        "LabelEmbed/weight": state["mapping.embed.weight"].T.double().numpy(),
-        "LabelEmbed/bias": state["mapping.embed.bias"].double().numpy(),
+    labels = {
+        "LabelEmbed/weight": state["mapping.embed.weight"].T,
+        "LabelEmbed/bias": state["mapping.embed.bias"],
     }
-    for index in range(sum(1 for key in state if key.startswith("mapping.fc") and key.endswith("weight"))):
-        variables[f"Dense{index}/weight"] = state[f"mapping.fc{index}.weight"].T.double().numpy()
-        variables[f"Dense{index}/bias"] = state[f"mapping.fc{index}.bias"].double().numpy()
-    z = generator.sample_latents(4, SEED)
-    for k in (0, 2):
-        expected = tf_mapping(variables, "stylegan2", z.double().numpy(), np.full(len(z), k))
-        scale = max(1.0, float(np.abs(expected).max()))
-        codes = generator.to_edit_space(z, classes=k)[:, 0].double().numpy()
-        np.testing.assert_allclose(codes, expected, rtol=0, atol=LATENT_ATOL * scale)
+    assert_maps_as_tf_stylegan2(generator, {**labels, **tf_dense_layers(state, "mapping.fc")})
 
 
 # ---- codes: the class enters the mapping network -------------------------------------------------
