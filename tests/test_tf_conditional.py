@@ -462,3 +462,12 @@ def test_the_editor_class_picker_redraws_the_seed_for_the_class(tmp_path: Path, 
     np.testing.assert_allclose(after.code, expected, rtol=0, atol=LATENT_ATOL)
     assert np.abs(after.code - before.code).max() > 100 * LATENT_ATOL
     assert np.abs(shown_pixels(app).astype(int) - shown.astype(int)).max() > 0
+
+
+def test_sefa_convert_keeps_the_classes(written, tmp_path: Path, capsys) -> None:
+    converted = tmp_path / "converted.safetensors"
+    assert main(["convert", str(written.path), str(converted)]) == 0, capsys.readouterr().err
+    tf_file, generator = load_checkpoint(written.path, device="cpu"), load_checkpoint(converted, device="cpu")
+    assert generator.num_classes == NUM_CLASSES
+    for k in (0, 3):
+        torch.testing.assert_close(generator.sample(2, SEED, classes=k), tf_file.sample(2, SEED, classes=k))
