@@ -14,6 +14,7 @@ import torch
 
 from sefa_core.codes import load_codes
 from sefa_core.config import AppConfig, ModelEntry
+from sefa_core.device import render_threads
 from sefa_core.errors import SefaError
 from sefa_core.formats import load_checkpoint
 from sefa_core.models.base import Generator
@@ -25,6 +26,7 @@ MAX_CACHED_MODELS_ENV = "SEFA_MAX_CACHED_MODELS"
 MAX_CACHED_MODELS = int(os.environ.get(MAX_CACHED_MODELS_ENV, 0)) or 4
 MAX_CACHED_CODE_FILES = 16
 TORCH_THREADS_ENV = "SEFA_TORCH_THREADS"
+LIVE_VIEW_SHARES = 2  # renders the cores are shared out between: the live view's and one other's
 MIB = 1024 * 1024
 
 ModelKey = tuple[str, str, tuple[int, int], tuple[str, ...] | None]  # (path, device, file stamp, classes)
@@ -133,10 +135,12 @@ def use_torch_threads() -> int:
 
     The live view renders one small batch per frame, and every thread beyond the free cores spins
     against the other sessions (and, on a laptop, the browser): on 2 shared cores, 2 threads gave
-    a p95 frame time 3x worse than 1. So half the cores, at least 1, unless SEFA_TORCH_THREADS says.
+    a p95 frame time 3x worse than 1. So the cores are shared out as between ``LIVE_VIEW_SHARES``
+    renders (``sefa_core.device.render_threads``: half the cores, at least 1), unless
+    SEFA_TORCH_THREADS says.
     OpenMP keeps this setting per thread and Streamlit runs scripts and fragments on threads of
     their own, so every run calls this (it costs well under a microsecond).
     """
-    threads = int(os.environ.get(TORCH_THREADS_ENV, 0)) or max(1, (os.cpu_count() or 1) // 2)
+    threads = int(os.environ.get(TORCH_THREADS_ENV, 0)) or render_threads(LIVE_VIEW_SHARES)
     torch.set_num_threads(threads)
     return threads

@@ -106,17 +106,38 @@ def may_overwrite() -> bool:
     return not torch.is_grad_enabled()
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor, *, lrelu: bool, clamp: float | None) -> torch.Tensor:
-    """Per-channel bias, then the gain-corrected leaky ReLU (if asked), then ``conv_clamp`` (if set).
+def bias_act(
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    lrelu: bool,
+    clamp: float | None,
+    scale: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``x * scale + bias + noise``, then the gain-corrected leaky ReLU (if asked), then ``conv_clamp``.
 
-    Overwrites ``x`` where ``may_overwrite()``: every caller hands over a fresh layer output.
+    ``bias`` (C,) per channel; ``scale`` (N, C) per sample and channel (the demodulation the batched
+    modulated conv leaves to this pass); ``noise`` (H, W), the same for every channel. The leaky
+    ReLU's gain is folded into these factors, as lrelu(g y) = g lrelu(y) for g > 0, so a large map
+    takes three passes rather than five. Overwrites ``x`` where ``may_overwrite()``: every caller
+    hands over a fresh layer output.
     """
-    bias = bias.reshape(1, -1, *[1] * (x.ndim - 2))
-    x = x.add_(bias) if may_overwrite() else x + bias
-    # In place where autograd allows it: the gain goes first, as lrelu(g x) = g lrelu(x) for g > 0,
-    # and the clamp is in place only without autograd, since the leaky ReLU's backward reads its output.
+    gain = LRELU_GAIN if lrelu else 1.0
+    broadcast = [1] * (x.ndim - 2)
+    bias = (bias * gain).reshape(1, -1, *broadcast)
+    overwrite = may_overwrite()
+    if scale is None and not lrelu:
+        x = x.add_(bias) if overwrite else x + bias
+    else:
+        factor = x.new_tensor(gain) if scale is None else (scale * gain).reshape(*scale.shape, *broadcast)
+        x = torch.addcmul(bias, x, factor, out=x) if overwrite else torch.addcmul(bias, x, factor)
+    # In place from here on, the output being fresh; the clamp only without autograd, since the leaky
+    # ReLU's backward reads its output.
+    if noise is not None:
+        x = x.add_(noise * gain)
     if lrelu:
-        x = F.leaky_relu(x.mul_(LRELU_GAIN), LRELU_SLOPE, inplace=True)
+        x = F.leaky_relu(x, LRELU_SLOPE, inplace=True)
     if clamp is not None:
         x = x.clamp_(-clamp, clamp) if may_overwrite() else x.clamp(-clamp, clamp)
     return x
@@ -226,9 +247,7 @@ def modulated_conv2d(
             x = F.conv2d(x, weight, padding=kernel // 2)
         if not demodulate:
             return x
-        # the sum over (in, k, k) of (weight * style)^2, as one (N, in) @ (in, out) product
-        power = styles.square() @ torch.linalg.vector_norm(weight, dim=(2, 3)).square().T  # (N, out)
-        return x.mul_(torch.rsqrt(power + DEMODULATE_EPS)[:, :, None, None])  # a conv's output: autograd-safe
+        return x.mul_(demodulation_scale(weight, styles)[:, :, None, None])  # a conv's output: autograd-safe
     weight = _modulated_weight(weight, styles, demodulate=demodulate)  # (N, out, in, k, k)
     x = x.reshape(1, batch * in_channels, height, width)  # the batch becomes conv groups
     x = x if batch > 1 else x.contiguous(memory_format=torch.channels_last)  # reshape dropped the format
@@ -239,6 +258,15 @@ def modulated_conv2d(
     weight = weight.transpose(1, 2).reshape(batch * in_channels, out_channels, kernel, kernel)
     x = F.conv_transpose2d(x, weight, stride=UP, groups=batch)  # (1, N*out, 2H+k-2, 2W+k-2)
     return x.reshape(batch, out_channels, *x.shape[2:])
+
+
+def demodulation_scale(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """What the batched form multiplies its outputs by, (N, out): 1 / the norm of each modulated filter.
+
+    The sum over (in, k, k) of (weight * style)^2, as one (N, in) @ (in, out) product.
+    """
+    power = styles.square() @ torch.linalg.vector_norm(weight, dim=(2, 3)).square().T  # (N, out)
+    return torch.rsqrt(power + DEMODULATE_EPS)
 
 
 def _modulated_weight(weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool) -> torch.Tensor:
@@ -306,27 +334,34 @@ class ModulatedConv2d(nn.Module):
         resample_filter: torch.Tensor | None = None,
         *,
         overwrite_input: bool = False,
-    ) -> torch.Tensor:
-        """``overwrite_input``: ``x`` is not needed afterwards, so the batched form may scale it in place."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output, and the demodulation (N, out) still to apply to it, or None if none is left.
+
+        The batched form leaves its demodulation to the caller's bias pass (``bias_act``): it is a
+        per-channel scale, so it commutes with the FIR filter, and a pass over a large map is saved.
+        ``overwrite_input``: ``x`` is not needed afterwards, so the batched form may scale it in place.
+        """
         height, width = x.shape[2:]
         styles = self.affine(w) * self.weight_gain  # (N, in); the gain moves to the far smaller factor
+        fused = fused_modulation(x)
         x = modulated_conv2d(
             x,
             self.weight,
             styles,
-            demodulate=self.demodulate,
-            fused=fused_modulation(x),
+            demodulate=self.demodulate and fused,
+            fused=fused,
             up=self.up,
             overwrite_input=overwrite_input and may_overwrite(),
         )
+        scale = demodulation_scale(self.weight, styles) if self.demodulate and not fused else None
         if not self.up:
-            return x
+            return x, scale
         assert resample_filter is not None, "up-sampling needs the FIR filter"
         taps, kernel = resample_filter.shape[0], self.weight.shape[-1]
         padding = (taps - UP - kernel + 1) // 2 + 1  # symmetric for even taps; crops back to 2H
         x = fir_filter(x, resample_filter, gain=UP**2, padding=padding)
         assert x.shape[2:] == (UP * height, UP * width), "the up-sampling conv doubles H and W"
-        return x
+        return x, scale
 
 
 class StyledConv(nn.Module):
@@ -353,9 +388,9 @@ class StyledConv(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
         """Consumes ``x``: the synthesis network hands over each activation after its ToRGB read it."""
-        x = self.conv(x, w, resample_filter, overwrite_input=True)
-        x = x.add_(self.noise_const * self.noise_strength)  # the stored noise: images are deterministic
-        return bias_act(x, self.bias, lrelu=True, clamp=self.conv_clamp)
+        x, scale = self.conv(x, w, resample_filter, overwrite_input=True)
+        noise = self.noise_const * self.noise_strength  # the stored noise: images are deterministic
+        return bias_act(x, self.bias, lrelu=True, clamp=self.conv_clamp, scale=scale, noise=noise)
 
 
 class ToRGB(nn.Module):
@@ -368,7 +403,8 @@ class ToRGB(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return bias_act(self.conv(x, w), self.bias, lrelu=False, clamp=self.conv_clamp)
+        x, scale = self.conv(x, w)
+        return bias_act(x, self.bias, lrelu=False, clamp=self.conv_clamp, scale=scale)
 
 
 class SynthesisNetwork(nn.Module):
