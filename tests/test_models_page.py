@@ -2,18 +2,17 @@
 "Add to config.yaml", and a class-conditional DCGAN is added with the classes typed beside it.
 
 Each ``AppTest`` is one browser session with its own state; both read the same config.yaml and
-checkpoints/, as two sessions (or two replicas) of one server do. (AppTest gives every session the
-same id, so they share ``sharing.private_folder``; each upload still has a folder of its own in it.)
+checkpoints/, as two sessions (or two replicas) of one server do.
+(AppTest gives every session the same id, so they share ``sharing.private_folder``; each upload
+still has a folder of its own in it.)
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from streamlit.runtime.caching import clear_session_resource_cache
 from streamlit.testing.v1 import AppTest
@@ -27,39 +26,30 @@ from test_dcgan_family import (
     make_sequential,
     save,
 )
+from test_uploads import (
+    SESSION_ID,
+    TIMEOUT_S,
+    files_under,
+    studio,  # noqa: F401 - the fixture behind root
+    tiny_checkpoint_bytes,
+)
 
 from sefa_core import model_admin
-from sefa_core.models.dcgan import DCGANGenerator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 60
 MODELS_PAGE, EDITOR_PAGE = "pages/3_Models.py", "pages/0_Editor.py"
 CHECKED, CLASSES, MODEL = "models.checked", "models.classes", "keep.model"  # the pages' state keys
-SESSION_ID = "test session id"  # what AppTest calls every session
 
 
 @pytest.fixture
-def studio(tmp_path: Path, monkeypatch) -> Iterator[Path]:
-    """A config.yaml with the default model and one listed checkpoint; scratch files go to tmp/scratch."""
-    root = tmp_path / "studio"
-    (root / "checkpoints").mkdir(parents=True)
-    tiny_checkpoint(root / "checkpoints" / "listed.pt")
-    (root / "config.yaml").write_text(
-        "version: 1\nmodels:\n  - name: default\n    source: default\n"
-        "  - name: listed\n    source: checkpoints/listed.pt\n"
-    )
-    monkeypatch.setenv("SEFA_CONFIG", str(root / "config.yaml"))
-    (tmp_path / "scratch").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
-    clear_session_resource_cache(SESSION_ID)  # a session folder from another test
-    yield root
-    clear_session_resource_cache(SESSION_ID)
+def root(studio: Path) -> Path:  # noqa: F811 - the fixture
+    """A config.yaml with the default model and one listed checkpoint; uploads wait in tmp/scratch."""
+    return studio
 
 
 def tiny_checkpoint(path: Path) -> Path:
     """A 16x16 DCGAN with random weights, in the PyTorch tutorial's layout."""
-    torch.manual_seed(0)
-    torch.save({"netG_state_dict": DCGANGenerator([8, 16, 8, 3]).state_dict()}, path)
+    path.write_bytes(tiny_checkpoint_bytes())
     return path
 
 
@@ -105,28 +95,24 @@ def editor_models(app: AppTest) -> list[str]:
     return options
 
 
-def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
-
 def scratch_files() -> list[str]:
     """The files in the system temp folder: where uploads wait, in their session's folder."""
     return files_under(Path(tempfile.gettempdir()))
 
 
 # ---- an upload is its session's own until it is added ---------------------------------------------------
-def test_an_upload_is_seen_by_no_other_session_until_it_is_added(studio, tmp_path):
+def test_an_upload_is_seen_by_no_other_session_until_it_is_added(root, tmp_path):
     mine, theirs = models_page(), models_page()
     check_upload(mine, tiny_checkpoint(tmp_path / "faces.pt"))
     no_errors(mine)
     assert "private to this session" in mine.success[0].value
-    assert files_under(studio / "checkpoints") == ["listed.pt"]
+    assert files_under(root / "checkpoints") == ["listed.pt"]
     assert listed(theirs) == ["default", "listed"] and offered(theirs) == []
     assert editor_models(theirs) == ["default", "listed"]
 
     add_to_config(mine, "faces")
     no_errors(mine)
-    assert files_under(studio / "checkpoints") == ["faces.pt", "listed.pt"]
+    assert files_under(root / "checkpoints") == ["faces.pt", "listed.pt"]
     assert scratch_files() == []  # the private copy went into checkpoints/
     assert listed(theirs) == ["default", "listed", "faces"] and offered(theirs) == []
     assert editor_models(theirs) == ["default", "listed", "faces"]
@@ -134,16 +120,16 @@ def test_an_upload_is_seen_by_no_other_session_until_it_is_added(studio, tmp_pat
     assert theirs.dataframe[0].value["added"][2].startswith(f"saved by {label} at 20")
 
 
-def test_a_discarded_upload_leaves_nothing_anywhere(studio, tmp_path):
+def test_a_discarded_upload_leaves_nothing_anywhere(root, tmp_path):
     app = check_upload(models_page(), tiny_checkpoint(tmp_path / "faces.pt"))
     assert scratch_files()
     next(b for b in app.button if b.label == "Discard").click().run()
     no_errors(app)
     assert not [b for b in app.button if b.label == "Add to config.yaml"]
-    assert scratch_files() == [] and files_under(studio / "checkpoints") == ["listed.pt"]
+    assert scratch_files() == [] and files_under(root / "checkpoints") == ["listed.pt"]
 
 
-def test_a_second_upload_replaces_the_first_in_the_scratch_folder(studio, tmp_path):
+def test_a_second_upload_replaces_the_first_in_the_scratch_folder(root, tmp_path):
     app = check_upload(models_page(), tiny_checkpoint(tmp_path / "first.pt"))
     check_upload(app, tiny_checkpoint(tmp_path / "second.pt"))
     no_errors(app)
@@ -151,11 +137,11 @@ def test_a_second_upload_replaces_the_first_in_the_scratch_folder(studio, tmp_pa
     assert Path(copy).name == "second.pt"
 
 
-def test_an_upload_left_unsaved_is_removed_when_its_session_disconnects(studio, tmp_path):
+def test_an_upload_left_unsaved_is_removed_when_its_session_disconnects(root, tmp_path):
     app = check_upload(models_page(), tiny_checkpoint(tmp_path / "faces.pt"))
     assert scratch_files()
     clear_session_resource_cache(SESSION_ID)  # what Streamlit does when the connection closes
-    assert scratch_files() == [] and files_under(studio / "checkpoints") == ["listed.pt"]
+    assert scratch_files() == [] and files_under(root / "checkpoints") == ["listed.pt"]
     app.run()  # the browser came back: the session's state remains, its upload does not
     assert (
         not app.exception
@@ -168,7 +154,7 @@ def test_an_upload_left_unsaved_is_removed_when_its_session_disconnects(studio, 
 
 
 # ---- class-conditional DCGANs: the classes are typed beside the upload -----------------------------------
-def test_a_conditional_dcgan_without_its_classes_is_refused_in_one_line(studio, tmp_path):
+def test_a_conditional_dcgan_without_its_classes_is_refused_in_one_line(root, tmp_path):
     _, path = conditional_file(tmp_path)
     app = check_upload(models_page(), path)
     assert not app.exception and len(app.error) == 1
@@ -181,7 +167,7 @@ def test_a_conditional_dcgan_without_its_classes_is_refused_in_one_line(studio, 
         and "classes: [] if it is not" in refusal
     )
     assert CHECKED not in app.session_state
-    assert scratch_files() == [] and files_under(studio / "checkpoints") == ["listed.pt"]
+    assert scratch_files() == [] and files_under(root / "checkpoints") == ["listed.pt"]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +176,7 @@ def test_a_conditional_dcgan_without_its_classes_is_refused_in_one_line(studio, 
     ids=["names", "count"],
 )
 def test_a_conditional_dcgan_with_its_classes_is_added_and_the_editor_offers_them(
-    studio, tmp_path, typed, names
+    root, tmp_path, typed, names
 ):
     _, path = conditional_file(tmp_path)
     app = check_upload(models_page(), path, "mnist.pth", classes=typed)
@@ -200,7 +186,7 @@ def test_a_conditional_dcgan_with_its_classes_is_added_and_the_editor_offers_the
     add_to_config(app, "mnist")
     no_errors(app)
     [entry] = [
-        m for m in yaml.safe_load((studio / "config.yaml").read_text())["models"] if m["name"] == "mnist"
+        m for m in yaml.safe_load((root / "config.yaml").read_text())["models"] if m["name"] == "mnist"
     ]
     assert (entry["source"], entry["classes"]) == ("checkpoints/mnist.pth", names)
     row = list(app.dataframe[0].value["name"]).index("mnist")
@@ -214,7 +200,7 @@ def test_a_conditional_dcgan_with_its_classes_is_added_and_the_editor_offers_the
     assert len(picker.options) == NUM_CLASSES and picker.options[3] == f"3 · {names[3]}"
 
 
-def test_none_adds_an_unusual_z_size_as_an_unconditional_dcgan(studio, tmp_path):
+def test_none_adds_an_unusual_z_size_as_an_unconditional_dcgan(root, tmp_path):
     path = save(main_keys(make_sequential(CONDITIONAL)), tmp_path / "odd.pth")  # 30 inputs: not a z size
     app = check_upload(models_page(), path)
     assert "list its classes" in app.error[0].value
@@ -224,14 +210,14 @@ def test_none_adds_an_unusual_z_size_as_an_unconditional_dcgan(studio, tmp_path)
     assert (description["num_classes"], description["latent_dim"]) == (0, CONDITIONAL.inputs)
     add_to_config(app, "odd")
     no_errors(app)
-    assert "  classes: []\n" in (studio / "config.yaml").read_text()
+    assert "  classes: []\n" in (root / "config.yaml").read_text()
     app.switch_page(EDITOR_PAGE).run()
     app.sidebar.selectbox(key=MODEL).set_value("odd").run()
     no_errors(app)
     assert not [s for s in app.sidebar.selectbox if s.label == "Class"]
 
 
-def test_classes_that_are_not_a_list_are_refused_in_one_line(studio, tmp_path):
+def test_classes_that_are_not_a_list_are_refused_in_one_line(root, tmp_path):
     app = check_upload(models_page(), tiny_checkpoint(tmp_path / "faces.pt"), classes="cat,,dog")
     assert not app.exception and len(app.error) == 1 and app.error[0].value.startswith("classes: expected")
     assert scratch_files() == []
