@@ -3,8 +3,9 @@
 checkpoints/ and config.yaml are shared by every session, so an upload stays private until it is
 saved: it is checked, and then waits, in a scratch folder of its own that only the session holding
 the ``PrivateUpload`` knows of. ``add_model`` moves it into checkpoints/ and lists it in
-config.yaml under one lock, both or neither; ``discard`` (or the garbage collector, once the
-session is gone) removes it. Every write is atomic, no kept file is ever replaced, and config.yaml
+config.yaml under one lock, both or neither; ``discard`` removes it (the app also removes a
+session's scratch folder when the session disconnects; garbage collection and the process's exit
+are the last resort). Every write is atomic, no kept file is ever replaced, and config.yaml
 is rewritten whole after the new list of models has passed ``parse_config``. The app adds only
 uploads and files already in checkpoints/, so nobody using a shared server can make it read a path
 of their choosing.
@@ -46,7 +47,7 @@ CHUNK_BYTES = 1 << 20
 # .png or .npy is a mistake to point out, not a file to try.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pkl", ".tar", ".bin", ".ckpt", ".safetensors")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-SCRATCH_PREFIX = "sefa-upload-"  # a session's private folder for an upload, in the system temp folder
+SCRATCH_PREFIX = "sefa-upload-"  # one upload's private folder (in a session's, or the system temp folder)
 NOT_CONDITIONAL = "none"  # typed for the classes: says the model is not class-conditional (classes: [])
 MAX_CLASS_COUNT = 100_000  # a typed class count above this is a typo (ImageNet-21k has 21,841)
 
