@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_dcgan_family import CLASS_NAMES, conditional_file
 
 from sefa_core import model_admin
 from sefa_core.config import load_config
@@ -295,3 +296,13 @@ def test_a_listed_name_is_never_replaced_silently_and_replaced_when_asked(root):
     assert [m.name for m in updated.models] == ["default", "faces"]
     entry = load_config(root / "config.yaml").entry("faces")
     assert (entry.source, entry.saved_by) == ("checkpoints/second.pt", "session bbbbbb")
+
+
+def test_a_conditional_dcgan_in_checkpoints_is_checked_with_the_classes_typed(root):
+    (root / "checkpoints").mkdir()
+    conditional_file(root / "checkpoints")
+    config = load_config(root / "config.yaml")
+    with pytest.raises(CheckpointError, match="list its classes"):
+        model_admin.check_unlisted("cdcgan.pth", config)
+    checked = model_admin.check_unlisted("cdcgan.pth", config, CLASS_NAMES)
+    assert checked.description["num_classes"] == len(CLASS_NAMES) and checked.classes == tuple(CLASS_NAMES)
