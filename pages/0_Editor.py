@@ -180,41 +180,44 @@ with st.expander("Name the sliders · energy of each direction"):
 
 
 @st.fragment(key=state.LIVE_FRAGMENT)
-def edited_view(
-    model: editor.ModelRef,
-    semantics: Semantics,
-    entry: ModelEntry,
-    view: str | None,
-    zoom: int,
-) -> None:
-    """Reruns alone on every slider move: the image first, then the sliders, whose ``ack`` lets the
-    browser send the next position. Takes where the model is, not the model: the fragment is kept
-    in session state between runs, and must not keep a Generator alive."""
+def edited_view(model: editor.ModelRef, semantics: Semantics, view: str | None, zoom: int) -> None:
+    """Reruns on every slider move, and sends one element: the edited image. Takes where the model
+    is, not the model: the fragment is kept in session state between runs, and must not keep a
+    Generator alive."""
     resources.use_torch_threads()  # a fragment rerun may start on a fresh thread
-    generator = model.generator()
+    editor.edited_image(model.generator(), semantics, st.session_state[state.EDIT], view, zoom)
+
+
+@st.fragment(key=state.SLIDERS_FRAGMENT)
+def slider_view(semantics: Semantics, entry: ModelEntry) -> None:
+    """The sliders: they rerun with the edited image (after it), and their ``ack`` lets the browser
+    send the next position."""
     edit: session.EditState = st.session_state[state.EDIT]
-    image_col, slider_col = st.columns([3, 2], gap="medium")
-    with image_col:
-        editor.images(generator, semantics, edit, view, zoom)
-    with slider_col:
-        live.slider_bank(
-            session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
-            entry.slider,
-            edit.alphas,
-            revision=state.slider_revision(),
-            ack=state.slider_ack(),
-            key=state.SLIDERS,
-            on_change=lambda: state.on_slider_drag(entry.slider),
-        )
+    live.slider_bank(
+        session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
+        entry.slider,
+        edit.alphas,
+        revision=state.slider_revision(),
+        ack=state.slider_ack(),
+        key=state.SLIDERS,
+        on_change=lambda: state.on_slider_drag(entry.slider),
+    )
 
 
-live.preview_strips(  # outside the fragment: sent once per face, not with every frame
+live.preview_strips(  # outside the fragments: sent once per face, not with every frame
     state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews_on else (), key="previews"
 )
+# The columns and the original are drawn by the full run only: a frame re-sends neither.
+with area:
+    image_col, slider_col = st.columns([3, 2], gap="medium")
+with image_col:
+    live_spot = editor.original_view(generator, edit, view, zoom)
 where = editor.ModelRef(status.path, str(device.device), status.entry.classes, weakref.ref(generator))
 del generator  # from here on the fragments fetch it from the cache by ``where``
-with area:
-    edited_view(where, semantics, entry, view, zoom)
+with live_spot:
+    edited_view(where, semantics, view, zoom)
+with slider_col:
+    slider_view(semantics, entry)
 
 
 # ---- Exports: refreshed when a slider is let go, not while it moves ------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from sefa_core import session
 from sefa_core.config import ModelEntry, SliderRange
@@ -107,29 +108,42 @@ def row_label(index: int) -> str:
     return f"#{index}"
 
 
-def images(generator: Generator, semantics: Semantics, edit: EditState, view: str | None, zoom: int) -> None:
-    """The edited image, the original, both, or where they differ, at ``zoom``."""
+def original_view(generator: Generator, edit: EditState, view: str | None, zoom: int) -> DeltaGenerator:
+    """Draw the original where ``view`` shows it and return where the live image goes.
+
+    Drawn by the full run only: a slider move reruns the live image, not the original beside it.
+    """
     view = view or VIEWS[0]
-    original = state.original_pixels(generator, edit) if view != "Edited" else None
-    edited = None
-    if view != "Original":
-        edited = state.render(generator, lambda: session.render_edit(generator, semantics, edit))
-    where = edit.source.label
     if view == "Side by side":
-        edited_col, original_col = st.columns(2)
-        with edited_col:
-            _show(edited, f"Edited · {where}", "edited", zoom)
-        with original_col:
-            _show(original, f"Original · {where}", "original", zoom, state.original_src())
-    elif view == "Edited":
-        _show(edited, f"Edited · {where}", "edited", zoom)
+        spot, original_col = st.columns(2)
     elif view == "Original":
-        _show(original, f"Original · {where}", "original", zoom, state.original_src())
+        spot = original_col = st.container()
     else:
-        difference = None
-        if edited is not None and original is not None:
-            difference = difference_image(edited, original)
-        _show(difference, f"|Edited − original| ×{DIFFERENCE_GAIN} · {where}", "edited", zoom)
+        return st.container()
+    original = state.original_pixels(generator, edit)
+    with original_col:
+        _show(original, f"Original · {edit.source.label}", "original", zoom, state.original_src())
+    return spot
+
+
+def edited_image(
+    generator: Generator, semantics: Semantics, edit: EditState, view: str | None, zoom: int
+) -> None:
+    """The edited image, or where it differs from the original, at ``zoom``; nothing in the
+    "Original" view. One element: the live fragment sends nothing else per frame."""
+    view = view or VIEWS[0]
+    if view == "Original":
+        return
+    edited = state.render(generator, lambda: session.render_edit(generator, semantics, edit))
+    where = edit.source.label
+    if view != "Difference":
+        _show(edited, f"Edited · {where}", "edited", zoom)
+        return
+    original = state.original_pixels(generator, edit)
+    difference = None
+    if edited is not None and original is not None:
+        difference = difference_image(edited, original)
+    _show(difference, f"|Edited − original| ×{DIFFERENCE_GAIN} · {where}", "edited", zoom)
 
 
 def difference_image(edited: np.ndarray, original: np.ndarray) -> np.ndarray:
