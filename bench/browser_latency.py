@@ -4,9 +4,11 @@
 
 Starts the app on a free local port, opens it in headless Chromium and prints:
 - slider -> new pixels latency (p50, p95, max) over single moves: from the ``input`` event to the
-  first animation frame after the new image has decoded, and where that time goes;
+  first animation frame after the new image has decoded, and where that time goes (the websocket
+  messages the page receives split the server's part from the Streamlit frontend's);
 - updates per second during a continuous mouse drag (new images shown before mouse-up);
-- the app's resident memory (RSS) after the run.
+- the app's resident memory (RSS) after the run;
+- the CPU and the load averages before and after (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from browser_support import (  # noqa: E402 - the shared helpers live beside the tests
     SLIDER,
@@ -28,14 +31,26 @@ from browser_support import (  # noqa: E402 - the shared helpers live beside the
     running_app,
 )
 
-# Before the app loads: note when the page sends anything to the server (a slider request).
+from bench.common import load_average, machine  # noqa: E402 - after the path is set
+
+# Before the app loads: note when the page sends anything to the server (a slider request), and
+# when each message from the server arrives (a listener added before Streamlit's own handler).
 NOTE_SENDS = """(() => {
   window.sefaSends = [];
+  window.sefaReceived = [];
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     window.sefaSends.push(performance.now());
     return send.call(this, data);
   };
+  const Original = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const socket = new Original(...args);
+    socket.addEventListener("message", () => window.sefaReceived.push(performance.now()));
+    return socket;
+  };
+  window.WebSocket.prototype = Original.prototype;
+  Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
 })();"""
 
 # In the page: watch the edited image; note when its src changes and when the new one is painted
@@ -67,15 +82,20 @@ SINGLE_MOVES = f"""async ([selector, values]) => {{
     while (window.sefaFrames.length === before) await new Promise(r => setTimeout(r, 1));
     const frame = window.sefaFrames[before];
     const sent = window.sefaSends.find(t => t >= t0) ?? t0;
+    const replies = window.sefaReceived.filter(t => t >= sent && t <= frame.changed);
+    const first = replies[0] ?? sent, last = replies[replies.length - 1] ?? sent;
     moves.push({{
-      total: frame.t - t0, toSend: sent - t0, toSrc: frame.changed - sent, toPaint: frame.t - frame.changed,
+      total: frame.t - t0, toSend: sent - t0, toReply: first - sent, replying: last - first,
+      toSrc: frame.changed - last, toPaint: frame.t - frame.changed, messages: replies.length,
     }});
   }}
   return moves;
 }}"""
 PARTS = {
     "toSend": "input -> request sent (waits for the next animation frame)",
-    "toSrc": "request sent -> new src set (server run + Streamlit frontend)",
+    "toReply": "request sent -> first message back (websocket, callback, fragment start)",
+    "replying": "first -> last message before the new src (the fragments' run, as received)",
+    "toSrc": "last message -> new src set (Streamlit frontend: deltas, React, component)",
     "toPaint": "new src set -> painted (JPEG decode + next frame)",
 }
 
@@ -120,6 +140,7 @@ def main() -> int:
     if reason := chromium_missing():
         print(f"cannot measure: {reason}")
         return 1
+    print(machine())  # with the load averages before the run
     with running_app() as (url, pid), chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(NOTE_SENDS)
@@ -137,8 +158,10 @@ def main() -> int:
     )
     for key, label in PARTS.items():
         print(f"  p50 {percentile([move[key] for move in moves], 0.5):5.1f} ms  {label}")
+    messages = percentile([move["messages"] for move in moves], 0.5)
+    print(f"  p50 {messages:5.0f}     messages from the server per move")
     print(f"continuous drag: {frames} new frames in {elapsed:.2f} s = {frames / elapsed:.1f} updates/s")
-    print(f"app RSS after the run: {rss:.0f} MiB")
+    print(f"app RSS after the run: {rss:.0f} MiB\nafter: {load_average()}")
     return 0
 
 
