@@ -11,8 +11,9 @@ deterministic sign (its largest-magnitude component is positive).
 Row normalisation is per row, so the Gram of a stack of layers is the sum of the layers' own
 Grams Â_lᵀÂ_l. Each model's per-layer Grams (and their total) are computed once; a new layer set
 is then a sum of D×D matrices (or the total less the layers left out, when that is fewer) and one
-eigensolve. With ``top=K`` only the K leading eigenpairs are solved for
-(LAPACK's MRRR driver on a subset), which is where a layer change spends its time.
+eigensolve. With ``top=K`` only the K leading eigenpairs are solved for, which is where a layer
+change spends its time: by ARPACK's Lanczos, kept only when its residuals prove every direction
+exact, else by LAPACK's MRRR driver on a subset, else (tied eigenvalues) in full.
 
 ``method="pca"`` gives the GANSpace baseline instead (see ``sefa_core.pca``), in the same result.
 """
@@ -49,7 +50,7 @@ WELL_SEPARATED = 1e-6
 LANCZOS_MIN_WIDTH = 256
 LANCZOS_VECTORS = 32  # ARPACK's ncv: the Krylov basis kept between restarts (at least 2(K+1)+1)
 LANCZOS_TOLERANCE = 1e-13  # ARPACK's relative residual; the true one lands near 1e-15
-LANCZOS_RESTARTS = 40  # then MRRR runs; a 512-wide Gram of N(0, 1) weights (the worst case) takes 10-30
+LANCZOS_RESTARTS = 20  # then MRRR runs; 512-wide Grams of N(0, 1) weights (the worst case) need 8-10
 LANCZOS_SEED = 0  # a fixed random start vector: the same Gram always gives the same pairs
 DIRECTION_TOLERANCE = 1e-11  # ‖v − v_exact‖ bound for a Lanczos direction to be kept
 SHARE_SLACK = 1e-12  # a cumulative float sum that should reach the whole may fall short by rounding
