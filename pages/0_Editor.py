@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from sefa_core import session
 from sefa_core.codes import MAX_CODE_FILE_BYTES, codes_to_npy_bytes
@@ -180,31 +181,34 @@ with st.expander("Name the sliders · energy of each direction"):
 
 
 @st.fragment(key=state.LIVE_FRAGMENT)
-def edited_view(model: editor.ModelRef, semantics: Semantics, view: str | None, zoom: int) -> None:
-    """Reruns on every slider move, and sends one element: the edited image. Takes where the model
-    is, not the model: the fragment is kept in session state between runs, and must not keep a
-    Generator alive."""
+def live_view(
+    model: editor.ModelRef,
+    semantics: Semantics,
+    entry: ModelEntry,
+    view: str | None,
+    zoom: int,
+    sliders_col: DeltaGenerator,
+) -> None:
+    """Reruns alone on every slider move, and sends two elements: the edited image, then the sliders
+    (in their column, drawn by the full run), whose ``ack`` lets the browser send the next position.
+    Takes where the model is, not the model: the fragment is kept in session state between runs,
+    and must not keep a Generator alive."""
     resources.use_torch_threads()  # a fragment rerun may start on a fresh thread
-    editor.edited_image(model.generator(), semantics, st.session_state[state.EDIT], view, zoom)
-
-
-@st.fragment(key=state.SLIDERS_FRAGMENT)
-def slider_view(semantics: Semantics, entry: ModelEntry) -> None:
-    """The sliders: they rerun with the edited image (after it), and their ``ack`` lets the browser
-    send the next position."""
     edit: session.EditState = st.session_state[state.EDIT]
-    live.slider_bank(
-        session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
-        entry.slider,
-        edit.alphas,
-        revision=state.slider_revision(),
-        ack=state.slider_ack(),
-        key=state.SLIDERS,
-        on_change=lambda: state.on_slider_drag(entry.slider),
-    )
+    editor.edited_image(model.generator(), semantics, edit, view, zoom)
+    with sliders_col:
+        live.slider_bank(
+            session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
+            entry.slider,
+            edit.alphas,
+            revision=state.slider_revision(),
+            ack=state.slider_ack(),
+            key=state.SLIDERS,
+            on_change=lambda: state.on_slider_drag(entry.slider),
+        )
 
 
-live.preview_strips(  # outside the fragments: sent once per face, not with every frame
+live.preview_strips(  # outside the fragment: sent once per face, not with every frame
     state.preview_srcs(generator, semantics, edit, entry.slider.max) if previews_on else (), key="previews"
 )
 # The columns and the original are drawn by the full run only: a frame re-sends neither.
@@ -215,9 +219,7 @@ with image_col:
 where = editor.ModelRef(status.path, str(device.device), status.entry.classes, weakref.ref(generator))
 del generator  # from here on the fragments fetch it from the cache by ``where``
 with live_spot:
-    edited_view(where, semantics, view, zoom)
-with slider_col:
-    slider_view(semantics, entry)
+    live_view(where, semantics, entry, view, zoom, slider_col)
 
 
 # ---- Exports: refreshed when a slider is let go, not while it moves ------------------------------

@@ -45,9 +45,7 @@ CODE_REQUEST = "code_request"  # "random", "upload" or a CodeSource, set by call
 UPLOADED = "uploaded_codes"  # (digest, CodeRows) of an uploaded code file
 RNG = "seed_rng"  # this session's source of fresh seeds
 SLIDERS = "sliders"  # the slider bank component
-LIVE_FRAGMENT = "live"  # reruns on every slider move: the edited image alone
-SLIDERS_FRAGMENT = "live_sliders"  # reruns with it: the slider bank, whose ack frees the next move
-LIVE_FRAGMENTS = (LIVE_FRAGMENT, SLIDERS_FRAGMENT)  # in this order: the image first, then the ack
+LIVE_FRAGMENT = "live"  # reruns on every slider move: the edited image and the slider bank
 EXPORTS_FRAGMENT = "exports"  # reruns when a slider is let go
 SEED_INPUT = "seed_input"
 CODE_PICK = "code_pick"
@@ -363,8 +361,8 @@ def on_slider_drag(slider: SliderRange) -> None:
     if alphas is not None and live.get("revision", slider_revision()) == slider_revision():
         st.session_state[EDIT] = edit.with_alphas(alphas)
     st.session_state[ACK] = live.get("seq", 0)
-    if _only_fragments_rerun():  # the bank's own fragment, and the image beside it (and, let go, the exports)
-        st.rerun((*LIVE_FRAGMENTS, EXPORTS_FRAGMENT) if live.get("final") else LIVE_FRAGMENTS)
+    if live.get("final") and _only_fragments_rerun():
+        st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])  # let go: the exports catch up
 
 
 def _only_fragments_rerun() -> bool:
@@ -383,7 +381,7 @@ def reset_sliders() -> None:
     st.session_state[EDIT] = edit.with_alphas(session.fit_alphas((), len(edit.alphas)))
     _sliders_moved()
     if _only_fragments_rerun():  # merged with a sidebar change, the full rerun must stay
-        st.rerun((*LIVE_FRAGMENTS, EXPORTS_FRAGMENT))
+        st.rerun([LIVE_FRAGMENT, EXPORTS_FRAGMENT])
 
 
 def slider_revision() -> int:
