@@ -205,7 +205,7 @@ def _lanczos_pairs(gram: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray
             v0=start,
             maxiter=LANCZOS_RESTARTS,
         )
-    except scipy.sparse.linalg.ArpackNoConvergence:
+    except scipy.sparse.linalg.ArpackError:  # no convergence within the restarts, or a breakdown
         return None
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]  # (count,), (D, count)

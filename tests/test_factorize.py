@@ -186,6 +186,17 @@ def test_top_k_with_nearly_equal_eigenvalues_still_matches_the_full_result() -> 
     np.testing.assert_allclose(top_directions, directions[:10], atol=1e-10)
 
 
+@pytest.mark.parametrize("rows", [5, 12])
+def test_top_k_of_a_layer_with_fewer_outputs_than_directions_matches_the_full_result(rows: int) -> None:
+    # 5 rows: rank 5 < top, the trailing eigenvalues are all 0 (tied) and top=10 is the full solve's;
+    # 12 rows: rank 12 > top, the partial solve's.
+    matrices = [np.random.default_rng(rows).normal(size=(rows, 256))]
+    values, directions = factorize_matrices(matrices)
+    top_values, top_directions = factorize_matrices(matrices, top=10)
+    np.testing.assert_allclose(top_values, values[:10], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(top_directions, directions[:10], atol=1e-10)
+
+
 def _count_full_solves(monkeypatch) -> list[int]:
     calls = []
     real = np.linalg.eigh
