@@ -7,6 +7,8 @@ Starts the app on a free local port, opens it in headless Chromium and prints:
   first animation frame after the new image has decoded, and where that time goes (the websocket
   messages the page receives split the server's part from the Streamlit frontend's);
 - updates per second during a continuous mouse drag (new images shown before mouse-up);
+- the CPU time a move costs the server process and the page's main thread (less sensitive to the
+  load than the latencies: a busy machine delays a frame, it hardly makes it cost more CPU);
 - the app's resident memory (RSS) after the run;
 - the CPU and the load averages before and after (the machine may be shared).
 """
@@ -14,6 +16,7 @@ Starts the app on a free local port, opens it in headless Chromium and prints:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -65,6 +68,7 @@ WATCH_IMAGE = f"""() => {{
     const changed = performance.now();
     target.decode().catch(() => {{}}).then(() => requestAnimationFrame(() => {{
       window.sefaFrames.push({{src, changed, t: performance.now()}});
+      window.sefaFrameShown?.();
     }}));
   }}).observe(target, {{attributes: true, attributeFilter: ['src']}});
 }}"""
@@ -79,7 +83,8 @@ SINGLE_MOVES = f"""async ([selector, values]) => {{
     const t0 = performance.now();
     input.value = String(value);
     input.dispatchEvent(new Event('input', {{bubbles: true}}));
-    while (window.sefaFrames.length === before) await new Promise(r => setTimeout(r, 1));
+    // Woken by the frame itself, not by polling: a poll would take the CPU the app needs.
+    while (window.sefaFrames.length === before) await new Promise(r => (window.sefaFrameShown = r));
     const frame = window.sefaFrames[before];
     const sent = window.sefaSends.find(t => t >= t0) ?? t0;
     const replies = window.sefaReceived.filter(t => t >= sent && t <= frame.changed);
@@ -98,6 +103,18 @@ PARTS = {
     "toSrc": "last message -> new src set (Streamlit frontend: deltas, React, component)",
     "toPaint": "new src set -> painted (JPEG decode + next frame)",
 }
+
+
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds the app's process has used, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def page_busy_s(cdp) -> float:
+    """Seconds the page's main thread has spent running tasks (script, style, layout, paint)."""
+    metrics = cdp.send("Performance.getMetrics")["metrics"]
+    return next(metric["value"] for metric in metrics if metric["name"] == "TaskDuration")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,7 +164,12 @@ def main() -> int:
         open_editor(page, url)
         page.evaluate(WATCH_IMAGE)
         single_moves(page, 5)  # warm-up: first runs compile and fill caches
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        server_before, page_before = server_cpu_s(pid), page_busy_s(cdp)
         moves = single_moves(page, args.moves)
+        server_cpu = (server_cpu_s(pid) - server_before) / len(moves) * 1000
+        page_busy = (page_busy_s(cdp) - page_before) / len(moves) * 1000
         frames, elapsed = continuous_drag(page, args.drag_seconds)
         rss = rss_mib(pid)
     latencies = [move["total"] for move in moves]
@@ -160,6 +182,7 @@ def main() -> int:
         print(f"  p50 {percentile([move[key] for move in moves], 0.5):5.1f} ms  {label}")
     messages = percentile([move["messages"] for move in moves], 0.5)
     print(f"  p50 {messages:5.0f}     messages from the server per move")
+    print(f"CPU per move: server process {server_cpu:.1f} ms, page main thread {page_busy:.1f} ms")
     print(f"continuous drag: {frames} new frames in {elapsed:.2f} s = {frames / elapsed:.1f} updates/s")
     print(f"app RSS after the run: {rss:.0f} MiB\nafter: {load_average()}")
     return 0
