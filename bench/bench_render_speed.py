@@ -15,7 +15,8 @@ The machine is shared: each figure is the best and the median of ``--repeats``, 
 as wall time and as this process's CPU time; the goals are judged on CPU time.
 
     .venv/bin/python -m bench.bench_render_speed [--1024] [--repeats 3] [--threads 1] [--variants]
-    THP_MEM_ALLOC_ENABLE=1 .venv/bin/python -m bench.bench_render_speed   # huge pages (see BENCHMARKS.md)
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296 \
+        .venv/bin/python -m bench.bench_render_speed   # freed maps reused, no page faults (BENCHMARKS.md)
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from sefa_core.models.base import Generator
 GEMM_SIZE = 2048
 GEMM_REPEATS = 5
 STYLEGAN2_BATCHES = (1, 4, 8)
-STYLEGAN2_1024_BATCHES = (1, 4)
+STYLEGAN2_1024_BATCHES = (1, 4, 8)
 DCGAN_BATCHES = (1, 16, 64)
 BATCH_GOAL = 0.9  # at the largest batch an image costs at most this share of a batch-1 image
 RATE_GOAL = 0.6  # the best rate reaches at least this share of the matmul rate
@@ -212,12 +213,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of every (way, batch)")
     parser.add_argument("--threads", type=int, default=1, help=f"torch threads (all cores: {os.cpu_count()})")
-    parser.add_argument("--1024", dest="with_1024", action="store_true", help="also 1024 px at batch 1 and 4")
+    parser.add_argument("--1024", dest="with_1024", action="store_true", help="also 1024 px, batch 1 to 8")
     parser.add_argument("--variants", action="store_true", help="also bf16 autocast and torch.compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
-    print(f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
+    for variable in ("THP_MEM_ALLOC_ENABLE", "GLIBC_TUNABLES"):  # how freed memory is reused (BENCHMARKS.md)
+        print(f"{variable}={os.environ.get(variable, 'unset')}")
     gemm = gemm_rates()
     print("2048^3 float32 GEMM: " + ", ".join(f"{name} {rate:.1f} GFLOP/s" for name, rate in gemm.items()))
     stylegan2_speed(256, STYLEGAN2_BATCHES, args.repeats, gemm)
