@@ -14,9 +14,12 @@ also timed on the same 2048^3 GEMM written as a 1x1 conv. One torch thread unles
 The machine is shared: each figure is the best and the median of ``--repeats``, taken in turns,
 as wall time and as this process's CPU time; the goals are judged on CPU time.
 
+Like the ``sefa`` command and Ray's workers, the bench keeps freed memory for the next batch
+(``sefa_core.device.keep_freed_memory``); ``SEFA_KEEP_FREED_MEMORY=0`` measures glibc's default,
+which unmaps every large activation when it is freed and faults it in again on the next pass.
+
     .venv/bin/python -m bench.bench_render_speed [--1024] [--repeats 3] [--threads 1] [--variants]
-    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296 \
-        .venv/bin/python -m bench.bench_render_speed   # freed maps reused, no page faults (BENCHMARKS.md)
+    SEFA_KEEP_FREED_MEMORY=0 .venv/bin/python -m bench.bench_render_speed   # glibc's default
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch.profiler import ProfilerActivity, profile
 from bench.bench_scaling import build, gflops_per_image
 from bench.common import interleaved, load_average, machine, median
 from sefa_core.default_model import default_checkpoint_path
+from sefa_core.device import keep_freed_memory
 from sefa_core.formats import load_checkpoint
 from sefa_core.models import stylegan2
 from sefa_core.models.base import Generator
@@ -218,6 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
+    print(f"freed memory kept for the next batch (as `sefa` does): {keep_freed_memory()}")
     for variable in ("THP_MEM_ALLOC_ENABLE", "GLIBC_TUNABLES"):  # how freed memory is reused (BENCHMARKS.md)
         print(f"{variable}={os.environ.get(variable, 'unset')}")
     gemm = gemm_rates()

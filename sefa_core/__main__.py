@@ -1,7 +1,5 @@
 """``python -m sefa_core`` runs the ``sefa`` command."""
 
-import sys
+from sefa_core.cli import console
 
-from sefa_core.cli import main
-
-sys.exit(main())
+console()

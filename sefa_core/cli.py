@@ -34,7 +34,7 @@ from tqdm import tqdm
 from sefa_core.atomic import atomic_write_bytes, atomic_write_text
 from sefa_core.codes import load_codes, pick_clean_codes, save_codes
 from sefa_core.config import AppConfig, ModelEntry, load_config
-from sefa_core.device import DEVICE_CHOICES, resolve_device
+from sefa_core.device import DEVICE_CHOICES, keep_freed_memory, resolve_device
 from sefa_core.editing import distances as evenly_spaced
 from sefa_core.errors import SefaError
 from sefa_core.factorize import DEFAULT_PCA_SAMPLES, METHODS, Semantics, factorize
@@ -511,6 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console() -> None:
+    """The installed ``sefa`` command: a process of its own that renders in batches, so it keeps
+    freed memory for the next batch (``device.keep_freed_memory``), then runs ``main``."""
+    keep_freed_memory()
+    sys.exit(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sefa`` command; returns the exit code (0, 1 unexpected, 2 a user's error)."""
     parser = build_parser()
@@ -555,4 +562,4 @@ def _debug_log(enabled: bool) -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

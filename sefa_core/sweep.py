@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from sefa_core.atomic import atomic_write_bytes, atomic_write_text
+from sefa_core.device import keep_freed_memory
 from sefa_core.editing import distances as evenly_spaced
 from sefa_core.errors import CheckpointError, SefaError
 from sefa_core.factorize import Semantics, factorize
@@ -290,10 +291,13 @@ class ShardWorker:
         batch_size: int = DEFAULT_BATCH_SIZE,
         sources: Mapping[str, Any] | None = None,
         loaded: Mapping[str, LoadedModel] | None = None,
-        torch_threads: int | None = None,
+        own_process: bool = False,
     ) -> None:
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
+        """``own_process``: this worker is its process's only work (a Ray actor), so it sets the
+        process's torch threads and keeps freed memory (``device.keep_freed_memory``)."""
+        if own_process:
+            torch.set_num_threads(WORKER_THREADS)
+            keep_freed_memory()
         self.settings, self.out, self.device, self.batch_size = settings, Path(out), device, batch_size
         self.sources = dict(sources or {})
         self.loaded = dict(loaded or {})
@@ -427,7 +431,7 @@ def ray_engine(
                 device=device,
                 batch_size=batch_size,
                 sources=sources,
-                torch_threads=WORKER_THREADS,
+                own_process=True,
             )
             for index in range(count)
         ]
