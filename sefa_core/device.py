@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 from collections.abc import Callable
@@ -65,12 +64,9 @@ def keep_freed_memory() -> bool:
     """
     if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") == "0":
         return False
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into this process
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tell
-        mallopt = None
-    if mallopt is None:
         return False
     settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM), (M_ARENA_MAX, 1))
     return all(mallopt(parameter, value) == 1 for parameter, value in settings)
