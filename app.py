@@ -1,11 +1,18 @@
 """SeFa Studio: pick a model and a face, drag the semantic sliders, watch the face change.
 
-Run with ``streamlit run app.py``. This file only chooses the page; the editor is
-``pages/0_Editor.py``, and every page shares the sidebar head of ``studio_ui.navigation``.
+Run with ``streamlit run app.py``. As a script (each session's run) this file only chooses the page;
+the editor is ``pages/0_Editor.py``, and every page shares the sidebar head of
+``studio_ui.navigation``. Imported as a module, which ``streamlit run`` does when it finds the
+``st.App`` below, it adds ``studio_ui.server``'s route and socket option to Streamlit's server.
 """
 
 from __future__ import annotations
 
-from studio_ui import navigation
+import streamlit as st
 
-navigation.run_page()
+from studio_ui import navigation, server
+
+if __name__ == "__main__":
+    navigation.run_page()
+else:
+    app = st.App(__file__, routes=server.routes(), lifespan=server.lifespan)

@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -37,10 +38,20 @@ from browser_support import (  # noqa: E402 - the shared helpers live beside the
 from bench.common import load_average, machine  # noqa: E402 - after the path is set
 
 # Before the app loads: note when the page sends anything to the server (a slider request), and
-# when each message from the server arrives (a listener added before Streamlit's own handler).
+# when each message from the server arrives (a listener added before Streamlit's own handler); a drag
+# frame fetched over HTTP (studio_ui/frames.py) counts as one send and one message, its answer.
 NOTE_SENDS = """(() => {
   window.sefaSends = [];
   window.sefaReceived = [];
+  window.sefaFetches = 0;
+  const fetchOriginal = window.fetch;
+  window.fetch = function (...args) {
+    const frame = String(args[0]).includes("/sefa/frame/");
+    if (frame) { window.sefaSends.push(performance.now()); window.sefaFetches += 1; }
+    const answer = fetchOriginal.apply(this, args);
+    if (frame) answer.then(() => window.sefaReceived.push(performance.now()), () => {});
+    return answer;
+  };
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     window.sefaSends.push(performance.now());
@@ -98,9 +109,9 @@ SINGLE_MOVES = f"""async ([selector, values]) => {{
 }}"""
 PARTS = {
     "toSend": "input -> request sent (waits for the next animation frame)",
-    "toReply": "request sent -> first message back (websocket, callback, fragment start)",
-    "replying": "first -> last message before the new src (the fragments' run, as received)",
-    "toSrc": "last message -> new src set (Streamlit frontend: deltas, React, component)",
+    "toReply": "request sent -> first message back (HTTP frame: the render; websocket: fragment start)",
+    "replying": "first -> last message before the new src (websocket: the fragment's run)",
+    "toSrc": "last message -> new src set (HTTP: blob, event; websocket: deltas, React, component)",
     "toPaint": "new src set -> painted (JPEG decode + next frame)",
 }
 
@@ -127,7 +138,15 @@ def single_moves(page, moves: int) -> list[dict[str, float]]:
     return page.evaluate(SINGLE_MOVES, [SLIDER.format(index=0), values])
 
 
-def continuous_drag(page, seconds: float) -> tuple[int, float]:
+@dataclass(frozen=True)
+class DragRun:
+    mouse_moves: int
+    frames: int  # new images shown before mouse-up
+    fetched: int  # of the slider requests, those sent as HTTP frames
+    seconds: float
+
+
+def continuous_drag(page, seconds: float) -> DragRun:
     """Drag slider 1 back and forth with the mouse; new images shown before mouse-up."""
     box = page.locator(SLIDER.format(index=1)).bounding_box()
     y = box["y"] + box["height"] / 2
@@ -135,6 +154,7 @@ def continuous_drag(page, seconds: float) -> tuple[int, float]:
     page.mouse.move((left + right) / 2, y)
     page.mouse.down()
     before = page.evaluate("window.sefaFrames.length")
+    fetched = page.evaluate("window.sefaFetches")
     started = time.perf_counter()
     step = 0
     while time.perf_counter() - started < seconds:
@@ -145,8 +165,9 @@ def continuous_drag(page, seconds: float) -> tuple[int, float]:
         step += 1
     elapsed = time.perf_counter() - started
     frames = page.evaluate(f"window.sefaFrames.length - {before}")  # each one a new src
+    fetched = page.evaluate(f"window.sefaFetches - {fetched}")
     page.mouse.up()
-    return frames, elapsed
+    return DragRun(step, frames, fetched, elapsed)
 
 
 def main() -> int:
@@ -170,7 +191,7 @@ def main() -> int:
         moves = single_moves(page, args.moves)
         server_cpu = (server_cpu_s(pid) - server_before) / len(moves) * 1000
         page_busy = (page_busy_s(cdp) - page_before) / len(moves) * 1000
-        frames, elapsed = continuous_drag(page, args.drag_seconds)
+        drag = continuous_drag(page, args.drag_seconds)
         rss = rss_mib(pid)
     latencies = [move["total"] for move in moves]
     print(
@@ -181,9 +202,13 @@ def main() -> int:
     for key, label in PARTS.items():
         print(f"  p50 {percentile([move[key] for move in moves], 0.5):5.1f} ms  {label}")
     messages = percentile([move["messages"] for move in moves], 0.5)
-    print(f"  p50 {messages:5.0f}     messages from the server per move")
+    print(f"  p50 {messages:5.0f}     messages from the server per move (an HTTP frame counts as one)")
     print(f"CPU per move: server process {server_cpu:.1f} ms, page main thread {page_busy:.1f} ms")
-    print(f"continuous drag: {frames} new frames in {elapsed:.2f} s = {frames / elapsed:.1f} updates/s")
+    print(
+        f"continuous drag: {drag.frames} new frames in {drag.seconds:.2f} s = "
+        f"{drag.frames / drag.seconds:.1f} updates/s ({drag.mouse_moves / drag.seconds:.1f} mouse moves/s, "
+        f"{drag.fetched} frames fetched over HTTP)"
+    )
     print(f"app RSS after the run: {rss:.0f} MiB\nafter: {load_average()}")
     return 0
 

@@ -189,13 +189,17 @@ def live_view(
     zoom: int,
     sliders_col: DeltaGenerator,
 ) -> None:
-    """Reruns alone on every slider move, and sends two elements: the edited image, then the sliders
-    (in their column, drawn by the full run), whose ``ack`` lets the browser send the next position.
+    """Reruns alone when a slider is let go (or on every move, where the server serves no drag
+    frames: ``studio_ui.frames``), and sends two elements: the edited image, then the sliders (in
+    their column, drawn by the full run), whose ``ack`` lets the browser send the next position.
     Takes where the model is, not the model: the fragment is kept in session state between runs,
     and must not keep a Generator alive."""
     resources.use_torch_threads()  # a fragment rerun may start on a fresh thread
     edit: session.EditState = st.session_state[state.EDIT]
-    editor.edited_image(model.generator(), semantics, edit, view, zoom)
+    generator = model.generator()
+    editor.edited_image(generator, semantics, edit, view, zoom)
+    frame_url = editor.frame_url(generator, semantics, edit, view, entry.slider)
+    del generator  # the fragment is kept between runs: it must not keep the model alive
     with sliders_col:
         live.slider_bank(
             session.slider_labels(semantics, edit.names, len(edit.alphas), edit.rows),
@@ -205,6 +209,7 @@ def live_view(
             ack=state.slider_ack(),
             key=state.SLIDERS,
             on_change=lambda: state.on_slider_drag(entry.slider),
+            frame_url=frame_url,
         )
 
 

@@ -22,6 +22,7 @@ LIVE_QUALITY = 90
 # zlib level for PNG (lossless at every level): 1 writes a grid ~4x faster than Pillow's default 6
 # for a file ~10% larger; the ten grids of `sefa render` were its largest cost after start-up.
 PNG_COMPRESS_LEVEL = 1
+DIFFERENCE_GAIN = 4  # |edited - original| is faint; ×4 shows where an edit acts
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -39,6 +40,12 @@ def encode_image(pixels: np.ndarray, image_format: str = LIVE_FORMAT, quality: i
     options = {"quality": quality} if lossy else {"compress_level": PNG_COMPRESS_LEVEL}
     Image.fromarray(pixels).save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def difference_image(edited: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3): where and how much the edit changed the image, amplified."""
+    delta = np.abs(edited.astype(np.int16) - original.astype(np.int16)) * DIFFERENCE_GAIN
+    return np.clip(delta, 0, 255).astype(np.uint8)
 
 
 # ---- traversals ---------------------------------------------------------------------------

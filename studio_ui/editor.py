@@ -24,13 +24,12 @@ from sefa_core.invert import DEFAULT_RESTARTS, DEFAULT_STEPS, MAX_PHOTO_BYTES, i
 from sefa_core.layers import format_layers
 from sefa_core.models.base import Generator
 from sefa_core.registry import ModelStatus
-from sefa_core.render import downscale, gif_bytes
+from sefa_core.render import DIFFERENCE_GAIN, difference_image, downscale, gif_bytes
 from sefa_core.session import EditState
-from studio_ui import live, resources, state
+from studio_ui import frames, live, resources, state
 
 VIEWS = ("Side by side", "Edited", "Original", "Difference")
 ZOOMS = (1, 2, 4, 8)
-DIFFERENCE_GAIN = 4  # |edited - original| is faint; ×4 shows where an edit acts
 GIF_STEPS = (8, 16, 24, 32, 48)
 GIF_SIZES = (64, 128, 256, 512)  # px: larger frames are shrunk, as the CLI does
 GIF_FPS = (5, 10, 12, 15, 20, 25)
@@ -135,26 +134,41 @@ def edited_image(
     if view == "Original":
         return
     edited = state.render(generator, lambda: session.render_edit(generator, semantics, edit))
-    where = edit.source.label
+    where, ack = edit.source.label, state.slider_ack()
     if view != "Difference":
-        _show(edited, f"Edited · {where}", "edited", zoom)
+        _show(edited, f"Edited · {where}", "edited", zoom, ack=ack)
         return
     original = state.original_pixels(generator, edit)
     difference = None
     if edited is not None and original is not None:
         difference = difference_image(edited, original)
-    _show(difference, f"|Edited − original| ×{DIFFERENCE_GAIN} · {where}", "edited", zoom)
+    _show(difference, f"|Edited − original| ×{DIFFERENCE_GAIN} · {where}", "edited", zoom, ack=ack)
 
 
-def difference_image(edited: np.ndarray, original: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3): where and how much the edit changed the image, amplified."""
-    delta = np.abs(edited.astype(np.int16) - original.astype(np.int16)) * DIFFERENCE_GAIN
-    return np.clip(delta, 0, 255).astype(np.uint8)
+def frame_url(
+    generator: Generator, semantics: Semantics, edit: EditState, view: str | None, slider: SliderRange
+) -> str:
+    """Publish what a drag frame of this session needs (``studio_ui.frames``) and return where the
+    browser fetches them; "" where this server serves none (e.g. under AppTest) or nothing edited shows."""
+    view = view or VIEWS[0]
+    original = state.original_pixels(generator, edit) if view == "Difference" else None
+    if not frames.served() or view == "Original" or (view == "Difference" and original is None):
+        return ""
+    token = st.session_state.setdefault(state.FRAME_TOKEN, frames.new_token())
+    frames.BOARD.publish(token, frames.LiveScene(weakref.ref(generator), semantics, edit, slider, original))
+    return frames.frame_url(token)
 
 
-def _show(pixels: np.ndarray | None, caption: str, key: str, zoom: int, src: str | None = None) -> None:
+def _show(
+    pixels: np.ndarray | None,
+    caption: str,
+    key: str,
+    zoom: int,
+    src: str | None = None,
+    ack: int | None = None,
+) -> None:
     if pixels is not None:
-        live.live_image(pixels, caption, key=key, zoom=zoom, src=src)
+        live.live_image(pixels, caption, key=key, zoom=zoom, src=src, ack=ack)
 
 
 def names_table(semantics: Semantics, edit: EditState, *, key: str) -> None:

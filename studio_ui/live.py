@@ -49,9 +49,11 @@ def slider_bank(
     ack: int,
     key: str,
     on_change: Callable[[], None],
+    frame_url: str = "",
 ) -> None:
     """One range slider per label. ``revision`` moves them to ``values``; ``ack`` frees the next send.
-    Each slider shows the preview strip that ``preview_strips`` last sent, if any."""
+    Each slider shows the preview strip that ``preview_strips`` last sent, if any. With a
+    ``frame_url`` (``studio_ui.frames``), drag positions fetch their frames from there."""
     _slider_bank(
         key=key,
         data={
@@ -62,6 +64,7 @@ def slider_bank(
             "values": [float(v) for v in values],
             "revision": revision,
             "ack": ack,
+            "frameUrl": frame_url,
         },
         on_live_change=on_change,
     )
@@ -71,16 +74,31 @@ def is_small(pixels: np.ndarray) -> bool:
     return max(pixels.shape[:2]) <= LOSSLESS_MAX_PX
 
 
-def image_src(pixels: np.ndarray) -> str:
-    """uint8 (H, W, 3) -> a data URI (PNG when small, else JPEG): no media-file request per frame."""
+def encode_frame(pixels: np.ndarray) -> tuple[bytes, str]:
+    """uint8 (H, W, 3) -> (bytes, media type): PNG when small, else JPEG."""
     image_format = "PNG" if is_small(pixels) else LIVE_FORMAT
-    encoded = base64.b64encode(encode_image(pixels, image_format)).decode("ascii")
-    return f"data:image/{image_format.lower()};base64,{encoded}"
+    return encode_image(pixels, image_format), f"image/{image_format.lower()}"
 
 
-def live_image(pixels: np.ndarray, caption: str, *, key: str, zoom: int = 1, src: str | None = None) -> None:
+def image_src(pixels: np.ndarray) -> str:
+    """uint8 (H, W, 3) -> a data URI: no media-file request per frame."""
+    content, media_type = encode_frame(pixels)
+    return f"data:{media_type};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def live_image(
+    pixels: np.ndarray,
+    caption: str,
+    *,
+    key: str,
+    zoom: int = 1,
+    src: str | None = None,
+    ack: int | None = None,
+) -> None:
     """An image whose pixels change in place when it is drawn again with new ones; ``zoom`` > 1
-    shows it larger, in a box that scrolls. ``src``: the pixels already encoded (``image_src``)."""
+    shows it larger, in a box that scrolls. ``src``: the pixels already encoded (``image_src``).
+    ``ack`` (the slider request drawn) makes it the live image: it shows the slider bank's drag
+    frames between runs, and each run's new ``ack`` puts Python's pixels back."""
     _live_image(
         key=key,
         data={
@@ -89,6 +107,8 @@ def live_image(pixels: np.ndarray, caption: str, *, key: str, zoom: int = 1, src
             "caption": caption,
             "zoom": zoom,
             "pixelated": is_small(pixels),
+            "live": ack is not None,
+            "ack": ack or 0,
         },
     )
 

@@ -46,6 +46,7 @@ UPLOADED = "uploaded_codes"  # (digest, CodeRows) of an uploaded code file
 RNG = "seed_rng"  # this session's source of fresh seeds
 SLIDERS = "sliders"  # the slider bank component
 LIVE_FRAGMENT = "live"  # reruns on every slider move: the edited image and the slider bank
+FRAME_TOKEN = "frame_token"  # this session's token for drag frames over HTTP (studio_ui.frames)
 EXPORTS_FRAGMENT = "exports"  # reruns when a slider is let go
 SEED_INPUT = "seed_input"
 CODE_PICK = "code_pick"

@@ -111,3 +111,22 @@ def test_both_forms_match_the_nvidia_reference_images(fused, monkeypatch):
     images = _images(generator, codes, fused, monkeypatch)
     diff = float(np.abs(images.numpy().astype(np.float64) - np.load(folder / "img.npy")).max())
     assert diff <= IMAGE_ATOL, f"max abs diff {diff:.3g} > {IMAGE_ATOL:g}"
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_batch_whose_large_maps_go_in_chunks_draws_the_same_images(fused, monkeypatch):
+    """Past ``TAIL_CHUNK_BYTES`` the high-resolution layers run a few samples at a time."""
+    monkeypatch.setattr(stylegan2, "fused_modulation", lambda x: fused)
+    generator = _tiny_generator(4)  # 16 px
+    codes = generator.to_edit_space(generator.sample_latents(5, seed=3))
+    whole = generator.synthesize(codes)
+    largest = max(stylegan2.map_numel(conv) for conv in generator.synthesis.convs)
+    monkeypatch.setattr(stylegan2, "TAIL_CHUNK_BYTES", 2 * largest * 4)  # two samples of the largest map
+    assert generator.synthesis.chunk_size(torch.float32) == 2
+    calls: list[int] = []
+    last = generator.synthesis.convs[-1]
+    monkeypatch.setattr(last, "forward", lambda x, *args, f=last.forward: calls.append(len(x)) or f(x, *args))
+    chunked = generator.synthesize(codes)
+    assert calls == [2, 2, 1], "the last layer ran in chunks of two samples"
+    diff = (chunked - whole).abs().max().item()
+    assert diff <= FORMS_ATOL, f"max abs diff {diff:.3g}"

@@ -46,6 +46,7 @@ MEAN_W_SEED = 0
 LABEL_WEIGHT_KEY = "mapping.label_weight"  # the conditional mapping's LabelConcat matrix, in every layout
 EMBED_WEIGHT_KEY = "mapping.embed.weight"  # StyleGAN2-ADA's class embedding, as NVIDIA names it
 FILTER_ATOL = 1e-6
+TAIL_CHUNK_BYTES = 512 * 2**20  # the largest map a batch renders at once; larger ones go in chunks
 
 
 # ---- FIR resampling (upfirdn2d written as conv ops) ----------------------------------------------
@@ -444,14 +445,41 @@ class SynthesisNetwork(nn.Module):
         require(ws.ndim == 3 and ws.shape[1] == self.num_ws, "ws must be (N, num_ws, w_dim)")
         # (N, C, 4, 4), channels last: oneDNN's convs and the FIR filters run fastest in it
         x = self.const.expand(ws.shape[0], -1, -1, -1).clone(memory_format=torch.channels_last)
-        image = None
-        for row, conv in enumerate(self.convs):
+        return self._layers(x, None, ws, start=0).contiguous()
+
+    def chunk_size(self, dtype: torch.dtype) -> int:
+        """How many samples the layers whose maps outgrow ``TAIL_CHUNK_BYTES`` run at once (>= 1).
+
+        Why: a batch of 8 at 1024 px frees over 2 GiB at the top of the heap between passes, which
+        glibc hands back to the kernel even when told to keep freed memory (its trim threshold stops
+        at 2^31 - 1), and the next pass faults every page in again; in chunks, each map reuses the
+        blocks the chunk before freed. The low-resolution layers, where a batch pays off, stay whole.
+        """
+        largest = max(map_numel(conv) for conv in self.convs)
+        return max(1, TAIL_CHUNK_BYTES // (largest * dtype.itemsize))
+
+    def _layers(
+        self, x: torch.Tensor, image: torch.Tensor | None, ws: torch.Tensor, start: int
+    ) -> torch.Tensor:
+        """Rows ``start`` onward on ``x`` (N, C, H, W), summing the skip ToRGBs into ``image``."""
+        chunk = self.chunk_size(x.dtype)
+        for row in range(start, len(self.convs)):
+            conv = self.convs[row]
+            map_bytes = x.shape[0] * map_numel(conv) * x.element_size()
+            if image is not None and x.shape[0] > chunk and map_bytes > TAIL_CHUNK_BYTES:
+                parts = zip(x.split(chunk), image.split(chunk), ws.split(chunk), strict=True)
+                return torch.cat([self._layers(*part, start=row) for part in parts])
             x = conv(x, ws[:, row], self.resample_filter)
             if row % 2 == 0:  # the last conv at this resolution; its ToRGB reads the next row
                 rgb = self.to_rgbs[row // 2](x, ws[:, row + 1])
                 image = rgb if image is None else upsample_2x(image, self.resample_filter).add_(rgb)
-        assert image is not None
-        return image.contiguous()
+        require(image is not None, "the synthesis network has no ToRGB")
+        return image
+
+
+def map_numel(conv: nn.Module) -> int:
+    """C * H * W of the map one sample's ``conv`` writes: its bias is (C,), its stored noise (H, W)."""
+    return conv.noise_const.numel() * conv.bias.numel()
 
 
 def row_names(num_resolutions: int) -> list[str]:

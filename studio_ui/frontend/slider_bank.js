@@ -9,7 +9,7 @@
 // Streamlit calls this function again whenever `data` changes (each rendered frame brings a new
 // `ack`), so the bank is built once, kept on the component's root, and only updated here.
 //
-// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int}
+// data: {labels: [str], min, max, step, values: [float], revision: int, ack: int, frameUrl: str}
 // Preview strips ([[src at min, src at 0, src at max]] per slider) come from preview_strips.js, which
 // is drawn outside the live fragment: window.sefaStudioPreviews, and an event when they change.
 //   revision changes when Python moves the sliders itself (Reset, a new model or layer set);
@@ -22,8 +22,18 @@
 //
 // Each row has a number box for an exact value (sent as a release), and the track is filled from a
 // marked 0 outward to the knob, so that a slider going both ways shows its sign at a glance.
+//
+// Drag frames: where the server gives a frameUrl (studio_ui/frames.py), a position that is not a
+// release is POSTed there instead, and the image that comes back goes to the edited image as a
+// "sefa-studio-frame" event (an object URL): no script run, no React re-render. A release still goes
+// through Streamlit, so that the session, the link and the exports catch up; a frame that arrives
+// after a release is dropped. A failed fetch sends that position through Streamlit instead, and so
+// does every later one until the server hands over a new frameUrl.
 
 const MAX_IN_FLIGHT = 2;
+// Drag frames, one at a time: two renders at once on the server finish out of order as often as
+// not, and the older one is then dropped unseen (its render wasted on a shared core).
+const FRAMES_IN_FLIGHT = 1;
 const IN_FLIGHT_TIMEOUT_MS = 2000; // a lost frame must not freeze the sliders
 
 export default function (component) {
@@ -53,6 +63,9 @@ function createBank(root) {
     acked: start, // the newest request rendered
     sent: null, // the values of the newest request
     final: false, // a slider was let go since the newest request
+    released: start, // the newest request that went through Streamlit
+    shown: start, // the newest fetched frame shown
+    frameUrl: "", // where drag frames come from; "" sends every position through Streamlit
     frameRequested: false,
     timer: null,
     setStateValue: null,
@@ -65,7 +78,7 @@ function createBank(root) {
     count.textContent = active ? `${active} edit${active > 1 ? "s" : ""} active` : "no edits";
   };
   const same = (a, b) => a !== null && b !== null && a.length === b.length && a.every((v, i) => v === b[i]);
-  const windowOpen = () => bank.seq - bank.acked < MAX_IN_FLIGHT;
+  const windowOpen = () => bank.seq - bank.acked < (bank.frameUrl ? FRAMES_IN_FLIGHT : MAX_IN_FLIGHT);
 
   function flush() {
     if (!windowOpen()) return; // the next ack calls flush again
@@ -74,13 +87,45 @@ function createBank(root) {
     bank.seq += 1;
     list.dataset.seq = String(bank.seq);
     bank.sent = current;
-    bank.setStateValue("live", { alphas: current, seq: bank.seq, final: bank.final, revision: bank.revision });
+    if (!bank.final && bank.frameUrl) {
+      fetchFrame(bank.seq, current);
+    } else {
+      bank.released = bank.seq;
+      bank.setStateValue("live", { alphas: current, seq: bank.seq, final: bank.final, revision: bank.revision });
+    }
     bank.final = false;
     clearTimeout(bank.timer);
     bank.timer = setTimeout(() => {
       bank.acked = bank.seq;
       requestSend();
     }, IN_FLIGHT_TIMEOUT_MS);
+  }
+
+  // Request `seq` was rendered (by Streamlit, or as a fetched frame).
+  function acknowledge(seq) {
+    list.dataset.ack = String(Math.max(Number(list.dataset.ack || 0), seq));
+    if (seq <= bank.acked || seq > bank.seq) return;
+    bank.acked = seq;
+    if (bank.acked === bank.seq) clearTimeout(bank.timer);
+    flush(); // at once: the slider may have moved on while that frame rendered
+  }
+
+  function fetchFrame(seq, alphas) {
+    const url = bank.frameUrl;
+    fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ alphas }) })
+      .then((response) => (response.ok ? response.blob() : Promise.reject(new Error(String(response.status)))))
+      .then((blob) => {
+        if (seq > bank.shown && seq > bank.released) {
+          bank.shown = seq;
+          window.dispatchEvent(new CustomEvent("sefa-studio-frame", { detail: URL.createObjectURL(blob) }));
+        }
+        acknowledge(seq);
+      })
+      .catch(() => {
+        if (bank.frameUrl === url) bank.frameUrl = ""; // Streamlit from now on, until a new frameUrl
+        bank.sent = null; // send the position again, the other way
+        acknowledge(seq);
+      });
   }
 
   function requestSend() {
@@ -199,12 +244,11 @@ function createBank(root) {
       setValues(data.values);
       bank.sent = values();
     }
-    list.dataset.ack = String(data.ack);
-    if (data.ack > bank.acked && data.ack <= bank.seq) {
-      bank.acked = data.ack;
-      if (bank.acked === bank.seq) clearTimeout(bank.timer);
-      flush(); // at once: the slider may have moved on while that frame rendered
+    if ((data.frameUrl || "") !== bank.frameSource) {
+      bank.frameSource = data.frameUrl || "";
+      bank.frameUrl = bank.frameSource;
     }
+    acknowledge(data.ack);
   };
 
   return bank;
