@@ -3,16 +3,17 @@
 Run with ``streamlit run app.py``. As a script (each session's run) this file only chooses the page;
 the editor is ``pages/0_Editor.py``, and every page shares the sidebar head of
 ``studio_ui.navigation``. Imported as a module, which ``streamlit run`` does when it finds the
-``st.App`` below, it adds ``studio_ui.server``'s route and socket option to Streamlit's server.
+``st.App`` below, it adds the drag-frame route (``studio_ui.frames``) and a socket option
+(``studio_ui.server``) to Streamlit's server.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from studio_ui import navigation, server
+from studio_ui import frames, navigation, server
 
 if __name__ == "__main__":
     navigation.run_page()
 else:
-    app = st.App(__file__, routes=server.routes(), lifespan=server.lifespan)
+    app = st.App(__file__, routes=frames.routes(), lifespan=server.lifespan)

@@ -1,6 +1,6 @@
-"""What ``app.py`` adds to Streamlit's own server when ``streamlit run`` starts it as an ``st.App``.
+"""What ``app.py`` adds to Streamlit's own server when ``streamlit run`` starts it as an ``st.App``,
+beside the drag-frame route of ``studio_ui.frames``:
 
-- The drag-frame route (``studio_ui.frames``).
 - ``TCP_NODELAY`` on every connection. Streamlit binds its listening socket itself, with the
   protocol number left at 0, and asyncio turns Nagle's algorithm off only on sockets that say
   ``IPPROTO_TCP`` (the same flaw as uvicorn's issue #3149). With Nagle on, the second small write
@@ -17,10 +17,6 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-from starlette.routing import BaseRoute
-
-from studio_ui import frames
 
 OPEN_FILES = Path("/proc/self/fd")  # Linux; elsewhere the listening sockets are left as they are
 
@@ -59,7 +55,3 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """Runs once, after Streamlit has bound its socket and before it accepts a connection."""
     no_delay_on_listeners()
     yield
-
-
-def routes() -> list[BaseRoute]:
-    return frames.routes()

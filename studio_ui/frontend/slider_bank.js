@@ -65,6 +65,7 @@ function createBank(root) {
     final: false, // a slider was let go since the newest request
     released: start, // the newest request that went through Streamlit
     shown: start, // the newest fetched frame shown
+    frameSource: "", // the frameUrl the server handed over last
     frameUrl: "", // where drag frames come from; "" sends every position through Streamlit
     frameRequested: false,
     timer: null,
