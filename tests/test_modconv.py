@@ -130,3 +130,27 @@ def test_a_batch_whose_large_maps_go_in_chunks_draws_the_same_images(fused, monk
     assert calls == [2, 2, 1], "the last layer ran in chunks of two samples"
     diff = (chunked - whole).abs().max().item()
     assert diff <= FORMS_ATOL, f"max abs diff {diff:.3g}"
+
+
+def test_new_weights_loaded_in_place_draw_their_own_images_not_the_kept_ones(monkeypatch):
+    """The batched form keeps what it derives from each weight (``ModulatedConv2d.terms``); loading
+    other weights into the same modules must draw what a model built with those weights draws."""
+    generator, other = _tiny_generator(3), _tiny_generator(4)
+    codes = generator.to_edit_space(generator.sample_latents(2, seed=7))
+    before = _images(generator, codes, False, monkeypatch)  # derives and keeps the terms
+    generator.load_state_dict(other.state_dict())  # copies in place: same tensors, new values
+    after = _images(generator, codes, False, monkeypatch)
+    expected = _images(other, codes, False, monkeypatch)
+    assert (after - before).abs().max().item() > 0.1, "the new weights changed nothing"
+    diff = (after - expected).abs().max().item()
+    assert diff <= FORMS_ATOL, f"max abs diff {diff:.3g} from a model built with the new weights"
+
+
+def test_photo_inversion_can_backpropagate_through_terms_a_render_kept(monkeypatch):
+    """A render keeps the terms under inference mode; inversion's autograd pass must accept them."""
+    generator = _tiny_generator(3).requires_grad_(False)
+    codes = generator.to_edit_space(generator.sample_latents(2, seed=7))
+    _images(generator, codes, False, monkeypatch)  # terms kept while inference mode is on
+    codes = codes.clone().requires_grad_(True)
+    generator.synthesize_with_grad(codes).square().mean().backward()
+    assert codes.grad is not None and codes.grad.abs().max().item() > 0

@@ -45,7 +45,8 @@ def browse_upload_and_close(browser, url: str, checkpoint: Path, root: Path, scr
     page.goto(f"{url}/Models")
     page.locator("input[type=file]").set_input_files(str(checkpoint))
     page.get_by_role("button", name="Check the upload").click()
-    page.get_by_text("stays private to this session").wait_for()
+    # the success line, not the page's caption, which also says "stays private to this session"
+    page.get_by_text(f"The upload {checkpoint.name} loads as").wait_for()
     [kept] = session_files(scratch)
     assert Path(kept).name == "mine.pt" and files_under(root / "checkpoints") == []
 

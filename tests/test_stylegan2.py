@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from conftest import fixture_dir
 
-from sefa_core.errors import CheckpointError
+from sefa_core.errors import CheckpointError, InputError
 from sefa_core.factorize import factorize, factorize_matrices
 from sefa_core.formats import load_checkpoint
 from sefa_core.formats.containers import RawCheckpoint
@@ -27,6 +28,7 @@ from sefa_core.models.stylegan2 import (
     MEAN_W_SEED,
     StyleGAN2Generator,
     fir_kernel,
+    shared_resample_filter,
     upsample_2x,
 )
 
@@ -444,6 +446,21 @@ def test_fir_upsampling_equals_zero_stuffing_and_filtering():
     x = torch.randn(2, 3, 5, 7)
     kernel = fir_kernel((1.0, 2.0, 5.0, 3.0))  # asymmetric, so a flip would show
     _assert_close(upsample_2x(x, kernel), _upfirdn_up2(x, kernel), 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kernels", "named"),
+    [
+        (
+            {"a.kernel": fir_kernel((1, 3, 3, 1)), "b.kernel": fir_kernel((1, 1))},
+            "'a.kernel' and 'b.kernel' differ",
+        ),
+        ({"a.kernel": torch.ones(3, 3)}, "'a.kernel' must be square and even-sized, got (3, 3)"),
+    ],
+)
+def test_a_checkpoint_whose_fir_filters_cannot_be_shared_is_refused_naming_them(kernels, named):
+    with pytest.raises(InputError, match=re.escape(named)):  # an InputError stays under python -O
+        shared_resample_filter(kernels)
 
 
 def test_stylegan2_rows_have_readable_names_and_coarse_middle_fine_presets():

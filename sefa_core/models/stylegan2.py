@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sefa_core.errors import require
+from sefa_core.errors import InputError, require
 from sefa_core.models.base import KEY_SLOT, Generator, WeightError, style_layer_presets, wplus_from_w
 
 INIT_RESOLUTION = 4  # the learned constant the synthesis network starts from
@@ -53,7 +54,10 @@ TAIL_CHUNK_BYTES = 512 * 2**20  # the largest map a batch renders at once; large
 def fir_kernel(taps: Sequence[float]) -> torch.Tensor:
     """Separable 2-D FIR filter from 1-D taps, (K, K), normalised to sum 1."""
     taps_1d = torch.as_tensor(taps, dtype=torch.float32)
-    assert taps_1d.ndim == 1 and len(taps_1d) % 2 == 0, "an even number of 1-D taps"
+    require(
+        taps_1d.ndim == 1 and len(taps_1d) % 2 == 0,
+        f"FIR taps must be an even number of 1-D taps, got {taps}",
+    )
     kernel = torch.outer(taps_1d, taps_1d)
     return kernel / kernel.sum()
 
@@ -70,8 +74,11 @@ def shared_resample_filter(kernels: Mapping[str, torch.Tensor]) -> torch.Tensor:
     (first_key, first), *others = normalised.items()
     for key, kernel in others:
         if kernel.shape != first.shape or not torch.allclose(kernel, first, atol=FILTER_ATOL):
-            raise ValueError(f"FIR filters '{first_key}' and '{key}' differ; one shared filter is expected")
-    assert first.shape[0] == first.shape[1] and first.shape[0] % 2 == 0, "square, even-sized FIR filter"
+            raise InputError(f"FIR filters '{first_key}' and '{key}' differ; one shared filter is expected")
+    require(
+        first.shape[0] == first.shape[1] and first.shape[0] % 2 == 0,
+        f"FIR filter '{first_key}' must be square and even-sized, got {tuple(first.shape)}",
+    )
     return first
 
 
@@ -217,6 +224,28 @@ class MappingNetwork(nn.Module):
         return x  # (N, w_dim)
 
 
+@dataclass(frozen=True)
+class WeightTerms:
+    """What the batched modulated conv derives from its weight alone, whatever the styles.
+
+    Why kept: inference never changes a weight, and at batch 1 re-deriving these on every call
+    (the norms of every 512 x 512 x 3 x 3 weight, a contiguous copy for each transposed conv) cost
+    ~6 % of a 256 px image (BENCHMARKS.md, 8e).
+    """
+
+    key: tuple[int, int, torch.dtype, torch.device]  # the weight's (_version, data_ptr, dtype, device)
+    squared_norms: torch.Tensor  # (out, in): the sum over the k x k taps of weight^2
+    transposed: torch.Tensor | None  # (in, out, k, k), contiguous: conv_transpose2d's weight, for ``up``
+
+
+def weight_terms(weight: torch.Tensor, *, up: bool) -> WeightTerms:
+    """``WeightTerms`` of ``weight`` (out, in, k, k), keyed so that any change to it shows."""
+    key = (weight._version, weight.data_ptr(), weight.dtype, weight.device)
+    squared_norms = torch.linalg.vector_norm(weight, dim=(2, 3)).square()  # (out, in)
+    transposed = weight.transpose(0, 1).contiguous() if up else None  # (in, out, k, k)
+    return WeightTerms(key, squared_norms, transposed)
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -226,6 +255,7 @@ def modulated_conv2d(
     fused: bool,
     up: bool = False,
     overwrite_input: bool = False,
+    terms: WeightTerms | None = None,
 ) -> torch.Tensor:
     """Modulated conv of ``x`` (N, in, H, W) with ``weight`` (out, in, k, k) and ``styles`` (N, in).
 
@@ -234,21 +264,23 @@ def modulated_conv2d(
     ``overwrite_input``), runs one shared-weight conv for the whole batch (one large GEMM), then
     demodulates the outputs. A 1x1 conv is a per-sample matmul in either form. With ``up`` it is
     the stride-2 transposed conv before the FIR filter: out (N, out, 2H + k - 2, 2W + k - 2).
+    ``terms``: ``weight_terms(weight, up=up)``, kept by the caller; derived here when not given.
     """
     batch, in_channels, height, width = x.shape
     out_channels, _, kernel, _ = weight.shape
     if kernel == 1 and not up:
         return _modulated_1x1(x, weight, styles, demodulate=demodulate)
     if not fused:
+        terms = weight_terms(weight, up=up) if terms is None else terms
         scale = styles[:, :, None, None]  # (N, in, 1, 1)
         x = x.mul_(scale) if overwrite_input else x * scale
         if up:
-            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=UP)
+            x = F.conv_transpose2d(x, terms.transposed, stride=UP)
         else:
             x = F.conv2d(x, weight, padding=kernel // 2)
         if not demodulate:
             return x
-        return x.mul_(demodulation_scale(weight, styles)[:, :, None, None])  # a conv's output: autograd-safe
+        return x.mul_(demodulation_scale(terms.squared_norms, styles)[:, :, None, None])  # autograd-safe
     weight = _modulated_weight(weight, styles, demodulate=demodulate)  # (N, out, in, k, k)
     x = x.reshape(1, batch * in_channels, height, width)  # the batch becomes conv groups
     x = x if batch > 1 else x.contiguous(memory_format=torch.channels_last)  # reshape dropped the format
@@ -261,12 +293,13 @@ def modulated_conv2d(
     return x.reshape(batch, out_channels, *x.shape[2:])
 
 
-def demodulation_scale(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+def demodulation_scale(squared_norms: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     """What the batched form multiplies its outputs by, (N, out): 1 / the norm of each modulated filter.
 
-    The sum over (in, k, k) of (weight * style)^2, as one (N, in) @ (in, out) product.
+    The sum over (in, k, k) of (weight * style)^2, as one (N, in) @ (in, out) product of the styles'
+    squares with ``squared_norms`` (out, in), the weight's per-tap-summed squares.
     """
-    power = styles.square() @ torch.linalg.vector_norm(weight, dim=(2, 3)).square().T  # (N, out)
+    power = styles.square() @ squared_norms.T  # (N, out)
     return torch.rsqrt(power + DEMODULATE_EPS)
 
 
@@ -327,6 +360,21 @@ class ModulatedConv2d(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
         self.demodulate = demodulate
         self.up = up
+        self._terms: WeightTerms | None = None  # ``terms()``'s; not state: re-derived from the weight
+
+    def terms(self) -> WeightTerms:
+        """``weight_terms`` of the weight, derived again only once the weight has changed.
+
+        Kept outside autograd and inference mode, so that photo inversion (autograd on, weights
+        frozen) can use what a render kept; a weight that trains gets fresh terms on every call.
+        """
+        if self.weight.requires_grad and torch.is_grad_enabled():
+            return weight_terms(self.weight, up=self.up)
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype, self.weight.device)
+        if self._terms is None or self._terms.key != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._terms = weight_terms(self.weight, up=self.up)
+        return self._terms
 
     def forward(
         self,
@@ -345,6 +393,7 @@ class ModulatedConv2d(nn.Module):
         height, width = x.shape[2:]
         styles = self.affine(w) * self.weight_gain  # (N, in); the gain moves to the far smaller factor
         fused = fused_modulation(x)
+        terms = None if fused else self.terms()
         x = modulated_conv2d(
             x,
             self.weight,
@@ -353,11 +402,14 @@ class ModulatedConv2d(nn.Module):
             fused=fused,
             up=self.up,
             overwrite_input=overwrite_input and may_overwrite(),
+            terms=terms,
         )
-        scale = demodulation_scale(self.weight, styles) if self.demodulate and not fused else None
+        scale = (
+            None if terms is None or not self.demodulate else demodulation_scale(terms.squared_norms, styles)
+        )
         if not self.up:
             return x, scale
-        assert resample_filter is not None, "up-sampling needs the FIR filter"
+        require(resample_filter is not None, "an up-sampling modulated conv needs the FIR filter")
         taps, kernel = resample_filter.shape[0], self.weight.shape[-1]
         padding = (taps - UP - kernel + 1) // 2 + 1  # symmetric for even taps; crops back to 2H
         x = fir_filter(x, resample_filter, gain=UP**2, padding=padding)

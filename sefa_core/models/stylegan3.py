@@ -315,7 +315,9 @@ def modulated_conv2d(
     """
     batch, in_channels = styles.shape
     out_channels, _, kh, kw = weight.shape
-    assert x.shape[:2] == (batch, in_channels), "x must be (N, in_channels, H, W)"
+    require(
+        x.shape[:2] == (batch, in_channels), f"x must be ({batch}, {in_channels}, H, W), got {tuple(x.shape)}"
+    )
     if demodulate:  # pre-normalise for float16 headroom, as the reference does (styles over the batch)
         weight = weight * weight.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean().rsqrt()
