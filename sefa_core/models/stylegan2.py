@@ -341,7 +341,7 @@ class ModulatedConv2d(nn.Module):
     """A conv whose input channels are scaled per sample by a style (an affine map of w).
 
     With demodulation each output channel is rescaled to unit expected variance. No Python loop
-    over samples: a single image runs the fused form, a batch the non-fused one (``fused_modulation``).
+    over samples: the CPU runs the batched form, CUDA the fused one (``fused_modulation``).
     """
 
     def __init__(
